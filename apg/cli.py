@@ -1,0 +1,192 @@
+"""The ``apg`` command line: click groups of nouns with verb subcommands.
+
+Every ``ApgError`` is printed as ``error: <message>`` with exit code 1 and no traceback;
+progress goes to stderr so stdout carries only results.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from apg import __version__
+from apg.config import Config, load_config, parse_config
+from apg.errors import ApgError, ConfigError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class ApgGroup(click.Group):
+    """Turns user mistakes into one-line errors instead of tracebacks."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            with _warnings_to_stderr():
+                return super().invoke(ctx)
+        except ApgError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(1)
+
+
+@contextmanager
+def _warnings_to_stderr() -> Iterator[None]:
+    def show(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+        click.echo(f"warning: {message}", err=True)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show  # type: ignore[assignment]
+        yield
+
+
+@click.group(cls=ApgGroup, context_settings=CONTEXT)
+@click.version_option(__version__, prog_name="apg")
+def main() -> None:
+    """apg: automatic persona generation from user data.
+
+    \b
+    Examples:
+      apg sample --rows 5000 --out users.csv
+      apg run --data users.csv --id user_id --behavioral logins_per_month,purchases_per_year
+      apg run --config configs/demo.yaml --out apg-output
+    """
+
+
+def _csv(value: str | None) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else []
+
+
+def quick_config(data: Path, id_column: str, behavioral: str | None, attitudinal: str | None,
+                 demographic: str | None, sep: str | None) -> Config:
+    """The config that ``apg run --data ...`` stands for."""
+    options = {"sep": sep} if sep else {}
+    raw = {
+        "sources": [{"kind": "file", "path": str(data), "options": options}],
+        "id_column": id_column,
+        "features": {"behavioral": _csv(behavioral), "attitudinal": _csv(attitudinal),
+                     "demographic": _csv(demographic)},
+    }
+    return parse_config(raw, "command line", base_dir=Path.cwd())
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--config", "config_path", type=click.Path(path_type=Path),
+              help="YAML config file (see configs/demo.yaml).")
+@click.option("--data", type=click.Path(path_type=Path), help="A user table, instead of --config.")
+@click.option("--id", "id_column", help="With --data: the id column.")
+@click.option("--behavioral", help="With --data: comma-separated behavioral columns.")
+@click.option("--attitudinal", help="With --data: comma-separated attitudinal columns.")
+@click.option("--demographic", help="With --data: comma-separated demographic columns.")
+@click.option("--sep", help="With --data: field separator (default: from the extension).")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("apg-output"),
+              show_default=True, help="Output folder (replaced atomically).")
+@click.option("--seed", type=int, help="Random seed (overrides search.seed).")
+@click.option("--llm", type=click.Choice(["offline", "openai"]),
+              help="Narration client (overrides narration.client).")
+@click.option("--model", help="LLM model name (overrides narration.model).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
+def run(config_path: Path | None, data: Path | None, id_column: str | None,
+        behavioral: str | None, attitudinal: str | None, demographic: str | None,
+        sep: str | None, out: Path, seed: int | None, llm: str | None, model: str | None,
+        quiet: bool) -> None:
+    """Run the whole pipeline and write personas to --out.
+
+    \b
+    Examples:
+      apg run --config configs/demo.yaml --out apg-output --seed 1
+      apg run --data users.csv --id user_id --behavioral logins_per_month,sessions_per_week \\
+              --attitudinal nps --demographic age,country
+    """
+    from apg.outputs import write_outputs
+    from apg.pipeline import run as run_pipeline
+
+    if config_path and data:
+        raise ConfigError("give either --config FILE or --data FILE, not both")
+    if config_path:
+        quick = {"--id": id_column, "--behavioral": behavioral, "--attitudinal": attitudinal,
+                 "--demographic": demographic, "--sep": sep}
+        given = [k for k, v in quick.items() if v]
+        if given:
+            raise ConfigError(f"{', '.join(given)} only apply with --data; set them in the config")
+        config = load_config(config_path)
+    elif data:
+        if not id_column:
+            raise ConfigError("--data needs --id COLUMN naming the user id column")
+        if not behavioral and not attitudinal:
+            raise ConfigError("--data needs --behavioral and/or --attitudinal columns to cluster")
+        config = quick_config(data, id_column, behavioral, attitudinal, demographic, sep)
+    else:
+        raise ConfigError("give --config FILE or --data FILE (see apg run --help)")
+    if seed is not None:
+        config.search.seed = seed
+    if llm:
+        config.narration.client = llm  # type: ignore[assignment]
+    if model:
+        config.narration.model = model
+
+    def progress(msg: str) -> None:
+        if not quiet:
+            click.echo(msg, err=True)
+
+    result = run_pipeline(config, progress=progress, out_dir=out)
+    folder = write_outputs(result, out)
+    click.echo(summary_text(result, folder))
+
+
+def summary_text(result: Any, folder: Path) -> str:
+    w = result.search.winner
+    eligible = sum(c.eligible for c in result.search.candidates)
+    lines = [
+        f"run {result.run_id}: {len(result.labels):,} users, "
+        f"{len(result.search.candidates)} candidates ({eligible} eligible)",
+        f"chosen: {w.key}, silhouette {w.silhouette:.3f}, elbow k={result.search.elbow_k}",
+        "",
+    ]
+    rows = [("persona", "size", "share", "name")]
+    rows += [(p.persona_id, f"{p.size:,}", f"{p.share:.1%}", p.narrative.name if p.narrative else "")
+             for p in result.personas]
+    if result.outliers.size:
+        rows.append(("outliers", f"{result.outliers.size:,}", f"{result.outliers.share:.1%}", ""))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for r in rows:
+        lines.append(f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}".rstrip())
+    lines += ["", f"results: {folder}"]
+    return "\n".join(lines)
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--rows", type=int, default=5000, show_default=True, help="Number of users.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Output file: .csv, .tsv, .parquet or .jsonl.")
+def sample(rows: int, seed: int, out: Path) -> None:
+    """Write a synthetic user table with planted segments.
+
+    \b
+    Example:
+      apg sample --rows 5000 --seed 0 --out users.csv
+    """
+    from apg.sample import write_sample
+
+    if rows < 1:
+        raise ConfigError(f"--rows must be at least 1, got {rows}")
+    try:
+        write_sample(out, rows=rows, seed=seed)
+    except ValueError as exc:
+        raise ConfigError(f"--out {str(out)!r}: {exc}") from None
+    except OSError as exc:
+        raise ApgError(f"cannot write {str(out)!r}: {exc.strerror}") from None
+    click.echo(f"wrote {rows:,} users to {out}")
+
+
+def entrypoint() -> None:
+    main(prog_name="apg")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(entrypoint())

@@ -1,0 +1,290 @@
+"""The run configuration: pydantic models for ``configs/*.yaml``.
+
+Unknown keys are errors (``extra="forbid"``) so a typo never silently falls back to a default.
+Defaults are the values documented in the README; nothing that is not configured is applied.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from apg.errors import ConfigError
+from apg.sources import SOURCE_KINDS, SourceSpec
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _k_range(value: Any) -> list[int]:
+    """``[2, 10]`` is an inclusive range; a single integer is one value."""
+    if isinstance(value, bool):
+        raise ValueError("k must be an integer or a [min, max] pair")
+    if isinstance(value, int):
+        lo = hi = value
+    elif isinstance(value, list | tuple) and len(value) == 2 and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
+        lo, hi = value
+    else:
+        raise ValueError(f"k must be an integer or a [min, max] pair of integers, got {value!r}")
+    if lo < 2 or hi < lo:
+        raise ValueError(f"k range [{lo}, {hi}] must satisfy 2 <= min <= max")
+    return list(range(lo, hi + 1))
+
+
+class FeaturesConfig(Strict):
+    behavioral: list[str] = Field(default_factory=list)
+    attitudinal: list[str] = Field(default_factory=list)
+    demographic: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _roles_are_disjoint(self) -> FeaturesConfig:
+        if not self.behavioral and not self.attitudinal:
+            raise ValueError("at least one behavioral or attitudinal column is needed to cluster")
+        seen: dict[str, str] = {}
+        for role in ("behavioral", "attitudinal", "demographic"):
+            for col in getattr(self, role):
+                if col in seen:
+                    where = "twice" if seen[col] == role else f"both {seen[col]} and {role}"
+                    raise ValueError(f"column {col!r} is given {where}; give each column one role")
+                seen[col] = role
+        return self
+
+    @property
+    def clustering(self) -> list[str]:
+        return [*self.behavioral, *self.attitudinal]
+
+
+class PreprocessingConfig(Strict):
+    missing: Literal["impute_median", "impute_mean", "drop_rows"] = "impute_median"
+    categorical: Literal["onehot"] = "onehot"
+    scaling: Literal["standard", "minmax", "robust"] = "standard"
+    pca: int | float | None = None
+    # What to do with a clustering column that is entirely missing or constant.
+    degenerate_columns: Literal["error", "drop"] = "error"
+
+    @field_validator("pca")
+    @classmethod
+    def _pca_valid(cls, v: int | float | None) -> int | float | None:
+        if v is None:
+            return v
+        if isinstance(v, bool):
+            raise ValueError("pca must be null, an integer >= 1 or a variance share in (0, 1)")
+        if isinstance(v, int) and v < 1:
+            raise ValueError(f"pca={v} components must be >= 1")
+        if isinstance(v, float) and not 0 < v < 1:
+            raise ValueError(f"pca={v} as a variance share must be between 0 and 1 (exclusive)")
+        return v
+
+
+class KMeansGrid(Strict):
+    k: list[int] = Field(default_factory=lambda: list(range(2, 11)))
+    n_init: int = Field(10, ge=1)
+
+    @field_validator("k", mode="before")
+    @classmethod
+    def _norm_k(cls, v: Any) -> list[int]:
+        return _k_range(v)
+
+
+class AgglomerativeGrid(Strict):
+    k: list[int] = Field(default_factory=lambda: list(range(2, 11)))
+    linkage: list[Literal["ward", "average", "complete", "single"]] = Field(
+        default_factory=lambda: ["ward", "average", "complete"], min_length=1
+    )
+
+    @field_validator("k", mode="before")
+    @classmethod
+    def _norm_k(cls, v: Any) -> list[int]:
+        return _k_range(v)
+
+
+class DbscanGrid(Strict):
+    eps: Literal["auto"] | list[Annotated[float, Field(gt=0)]] = "auto"
+    min_samples: list[Annotated[int, Field(ge=2)]] = Field(
+        default_factory=lambda: [5, 10, 20], min_length=1
+    )
+    # Quantiles of the k-distance curve used when eps is "auto": eps at quantile q makes a
+    # share q of users core points.
+    eps_quantiles: list[Annotated[float, Field(gt=0, lt=1)]] = Field(
+        default_factory=lambda: [0.7, 0.75, 0.8, 0.85, 0.9, 0.93, 0.96, 0.98], min_length=1
+    )
+
+
+class SearchConfig(Strict):
+    kmeans: KMeansGrid | None = Field(default_factory=KMeansGrid)
+    agglomerative: AgglomerativeGrid | None = Field(default_factory=AgglomerativeGrid)
+    dbscan: DbscanGrid | None = Field(default_factory=DbscanGrid)
+    max_clusters: int = Field(10, ge=2)
+    min_cluster_share: float = Field(0.02, ge=0, lt=0.5)
+    max_noise_share: float = Field(0.15, ge=0, le=1)
+    seed: int = 0
+    # Up to this many rows every candidate is fitted on all rows; above it, on a seeded sample
+    # of ``sample_size`` rows, and everyone is then assigned to the winner's clusters.
+    exact_max_rows: int = Field(20_000, ge=100)
+    sample_size: int = Field(10_000, ge=100)
+    backend: Literal["local", "dask"] = "local"
+    dask_address: str | None = None
+
+    @model_validator(mode="after")
+    def _something_to_try(self) -> SearchConfig:
+        if self.kmeans is None and self.agglomerative is None and self.dbscan is None:
+            raise ValueError("all algorithms are disabled; enable kmeans, agglomerative or dbscan")
+        return self
+
+
+class NarrationConfig(Strict):
+    client: Literal["offline", "openai"] = "offline"
+    model: str = "gpt-4o-mini"
+    temperature: float = Field(0.2, ge=0, le=2)
+    timeout: float = Field(60.0, gt=0)
+    max_retries: int = Field(2, ge=0)
+    max_reasks: int = Field(2, ge=0)
+    concurrency: int = Field(4, ge=1)
+    min_cell: int = Field(5, ge=1)
+    prompts_dir: str | None = None
+
+
+class StorageConfig(Strict):
+    # SQLAlchemy URL; precedence: --db, then APG_DATABASE_URL, then this, then sqlite:///apg.db.
+    url: str | None = None
+
+
+class ContinuityConfig(Strict):
+    """How a run's clusters are matched to the previous run's personas."""
+
+    # Minimum member overlap (Jaccard on user ids) for a match when ids persist.
+    min_jaccard: float = Field(0.3, gt=0, le=1)
+    # Maximum centroid distance (standardized units, RMS per feature) when ids do not persist.
+    max_centroid_distance: float = Field(1.0, gt=0)
+    # A matched persona whose drift exceeds this is `changed` (else `continuing`).
+    drift_threshold: float = Field(0.25, gt=0)
+
+
+class RetryConfig(Strict):
+    attempts: int = Field(3, ge=0)
+    delay_seconds: float = Field(600, ge=0)
+
+
+class ScheduleConfig(Strict):
+    cron: str = "0 3 * * mon"
+    timezone: str = "UTC"
+    misfire_grace_time: int = Field(6 * 3600, ge=1)
+    always_run: bool = False
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    shutdown_grace: float = Field(60, ge=0)
+
+
+class Config(Strict):
+    sources: list[SourceSpec] = Field(min_length=1)
+    id_column: str
+    features: FeaturesConfig
+    preprocessing: PreprocessingConfig = Field(default_factory=PreprocessingConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
+    narration: NarrationConfig = Field(default_factory=NarrationConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    continuity: ContinuityConfig = Field(default_factory=ContinuityConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+
+    # The folder relative source paths resolve against (the config file's folder).
+    base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+
+    @model_validator(mode="after")
+    def _id_is_not_a_feature(self) -> Config:
+        roles = {"behavioral": self.features.behavioral, "attitudinal": self.features.attitudinal,
+                 "demographic": self.features.demographic}
+        for role, cols in roles.items():
+            if self.id_column in cols:
+                raise ValueError(
+                    f"id column {self.id_column!r} is also listed as {role}; the id is never a feature"
+                )
+        return self
+
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def interpolate_env(value: Any, where: str = "") -> Any:
+    """Replace ``${VAR}`` in every string of a parsed YAML tree with the environment value."""
+    if isinstance(value, str):
+        def sub(m: re.Match[str]) -> str:
+            name = m.group(1)
+            if name not in os.environ:
+                raise ConfigError(
+                    f"{where or 'config'}: environment variable {name!r} is not set; "
+                    f"export it or remove ${{{name}}} from the config"
+                )
+            return os.environ[name]
+
+        return _ENV.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: interpolate_env(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate_env(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def format_validation_error(exc: ValidationError, origin: str) -> str:
+    """One line per problem, each naming the key path, e.g. ``search.kmeans.kk``."""
+    lines = []
+    for err in exc.errors():
+        # Drop pydantic's union-member tags (the source `kind` after a list index, validator
+        # names) so paths read like the YAML.
+        loc: list[int | str] = []
+        for part in err["loc"]:
+            tag = isinstance(part, str) and loc and isinstance(loc[-1], int) and part in SOURCE_KINDS
+            if not tag and not (isinstance(part, str) and part.startswith("function-")):
+                loc.append(part)
+        path = _loc(tuple(loc))
+        if err["type"] == "extra_forbidden":
+            lines.append(f"unknown key {path!r}; check the spelling against the README's config reference")
+        elif err["type"] == "missing":
+            lines.append(f"missing required key {path!r}")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"{path or 'config'}: {msg} (got {err.get('input')!r})"
+                         if err["type"] != "value_error" else f"{path or 'config'}: {msg}")
+    return f"{origin}: invalid config:\n  " + "\n  ".join(lines)
+
+
+def parse_config(data: Any, origin: str = "config", base_dir: Path | None = None) -> Config:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: the config must be a mapping of keys, got {type(data).__name__}")
+    data = interpolate_env(data)
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, origin)) from None
+    if base_dir is not None:
+        cfg.base_dir = base_dir
+    return cfg
+
+
+def load_config(path: Path) -> Config:
+    """Read a YAML config; relative paths inside it resolve against its folder."""
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist; pass an existing --config FILE")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file") from None
+    return parse_config(data, str(path), base_dir=path.resolve().parent)

@@ -1,0 +1,156 @@
+"""One persona run: sources -> features -> preprocessing -> search -> profiles -> narration.
+
+``run`` returns everything the run produced; ``apg.outputs`` writes it to a folder and, later,
+the store records it. Each stage lives in its own module; this one only wires them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from apg import __version__
+from apg.config import Config
+from apg.features import FeatureFrame, select_features
+from apg.narration.base import NarrationContext, make_narrator
+from apg.narration.schema import Narrative
+from apg.preprocessing import Prepared, prepare
+from apg.profiles import OutlierProfile, PersonaProfile, build_profiles
+from apg.search import SearchResult, run_search
+from apg.sources import SourceTable, load_sources
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    created_at: str
+    config: Config
+    table: SourceTable
+    prepared: Prepared
+    search: SearchResult
+    personas: list[PersonaProfile]
+    outliers: OutlierProfile
+    labels: np.ndarray  # per row of prepared.frame; -1 is noise
+    llm_calls: list[object] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def frame(self) -> FeatureFrame:
+        return self.prepared.frame
+
+
+def created_at() -> str:
+    """Now in UTC, or SOURCE_DATE_EPOCH when set, so reruns can be byte-identical."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    moment = datetime.fromtimestamp(int(epoch), UTC) if epoch else datetime.now(UTC)
+    return moment.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def run_identity(table: SourceTable, config: Config) -> str:
+    """A content address for the run: the same data, config and apg version give the same id."""
+    settings = config.model_dump(mode="json", exclude={"base_dir"})
+    h = hashlib.sha256()
+    h.update(table.fingerprint.encode())
+    h.update(json.dumps(settings, sort_keys=True).encode())
+    h.update(__version__.encode())
+    return "run-" + h.hexdigest()[:12]
+
+
+class Timer:
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+
+    def stage(self, name: str) -> _Stage:
+        return _Stage(self, name)
+
+
+class _Stage:
+    def __init__(self, timer: Timer, name: str) -> None:
+        self.timer, self.name = timer, name
+
+    def __enter__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.timer.timings[self.name] = time.perf_counter() - self.start
+
+
+class ContinuityHook(Protocol):
+    """Identity across runs (``apg.identity.Continuity``), called between profiling and
+    narration: it renames personas to stable ids, carries narratives over and returns the
+    personas that still need narrating."""
+
+    def before_narration(self, run_id: str, prepared: Prepared, personas: list[PersonaProfile],
+                         labels: np.ndarray) -> list[PersonaProfile]: ...
+
+    def after_narration(self, personas: list[PersonaProfile]) -> None: ...
+
+
+def run(config: Config, *, progress: Progress | None = None, out_dir: Path | None = None,
+        table: SourceTable | None = None, run_id: str | None = None,
+        continuity: ContinuityHook | None = None) -> RunResult:
+    say = progress or (lambda _msg: None)
+    timer = Timer()
+    with timer.stage("read"):
+        if table is None:
+            say("read: loading sources")
+            table = load_sources(config.sources, config.base_dir, config.id_column)
+        say(f"read: {len(table.frame)} rows, {len(table.frame.columns)} columns")
+    with timer.stage("prepare"):
+        frame = select_features(table.frame, config.id_column, config.features,
+                                degenerate=config.preprocessing.degenerate_columns)
+        prepared = prepare(frame, config.preprocessing, seed=config.search.seed)
+        say(f"prepare: {prepared.X.shape[0]} rows x {prepared.X.shape[1]} columns"
+            + (f" ({prepared.rows_dropped} rows dropped)" if prepared.rows_dropped else ""))
+    with timer.stage("search"):
+        result = run_search(prepared.X, config.search, say)
+        w = result.winner
+        say(f"search: chose {w.key}, silhouette {w.silhouette:.3f}")
+    with timer.stage("profile"):
+        personas, outliers = build_profiles(prepared.frame, prepared.X, result.labels)
+    run_id = run_id or run_identity(table, config)
+    to_narrate = personas
+    if continuity is not None:
+        to_narrate = continuity.before_narration(run_id, prepared, personas, result.labels)
+    with timer.stage("narrate"):
+        narrator = make_narrator(config.narration, progress=say)
+        ctx = NarrationContext(
+            run_id=run_id, n_users=len(result.labels), outliers=outliers if outliers.size else None,
+            feature_roles={c: prepared.frame.role_of(c) for c in prepared.frame.features},
+            out_dir=out_dir,
+        )
+        narratives: list[Narrative] = narrator.narrate(to_narrate, ctx) if to_narrate else []
+        for persona, narrative in zip(to_narrate, narratives, strict=True):
+            persona.narrative = narrative
+        if continuity is not None:
+            continuity.after_narration(personas)
+        carried = len(personas) - len(to_narrate)
+        say(f"narrate: {len(to_narrate)} personas ({config.narration.client})"
+            + (f", {carried} carried over from the previous run" if carried else ""))
+    return RunResult(
+        run_id=run_id, created_at=created_at(), config=config, table=table, prepared=prepared,
+        search=result, personas=personas, outliers=outliers, labels=result.labels,
+        llm_calls=list(getattr(narrator, "calls", [])), timings=timer.timings,
+    )
+
+
+def labels_frame(result: RunResult) -> pd.DataFrame:
+    """One row per clustered user: id, cluster (-1 noise) and persona id (empty for noise)."""
+    persona_of = {p.cluster: p.persona_id for p in result.personas}
+    return pd.DataFrame({
+        result.config.id_column: result.frame.ids.to_numpy(),
+        "cluster": result.labels,
+        "persona_id": [persona_of.get(int(c), "") for c in result.labels],
+    })

@@ -1,0 +1,272 @@
+"""The clustering search: every candidate on the grid, scored, with one winner.
+
+Candidates share work (see ``apg.kernels``): one tree per linkage cut at every k, one neighbour
+structure for all DBSCAN settings, and one chunked pass that scores every candidate's
+silhouette. Scores are those of scikit-learn on the same labels, in the clustered space.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from sklearn.cluster import KMeans
+from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score
+from threadpoolctl import threadpool_limits
+
+from apg import kernels
+from apg.clusters import ClusterModel
+from apg.config import SearchConfig
+from apg.errors import SearchError
+
+ALGORITHM_ORDER = {"kmeans": 0, "agglomerative": 1, "dbscan": 2}
+# Silhouettes equal to this many decimals are a tie (guards against float noise between
+# algorithms that find the same partition).
+TIE_DECIMALS = 12
+
+Progress = Callable[[str], None]
+
+
+def _workers() -> int:
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+@dataclass
+class Candidate:
+    algorithm: str
+    params: dict[str, Any]
+    labels: np.ndarray = field(repr=False)
+    seconds: float = 0.0
+    inertia: float | None = None
+    centers: np.ndarray | None = field(default=None, repr=False)
+    core_indices: np.ndarray | None = field(default=None, repr=False)
+    n_clusters: int = 0
+    noise_share: float = 0.0
+    min_cluster_share: float = 0.0
+    silhouette: float = math.nan
+    davies_bouldin: float = math.nan
+    calinski_harabasz: float = math.nan
+    eligible: bool = False
+    reason: str = ""
+    selected: bool = False
+
+    @property
+    def key(self) -> str:
+        inner = ", ".join(f"{k}={v}" for k, v in self.params.items())
+        return f"{self.algorithm}({inner})"
+
+
+@dataclass
+class SearchResult:
+    candidates: list[Candidate]
+    winner: Candidate
+    elbow_k: int | None
+    wcss: dict[int, float]
+    labels: np.ndarray = field(repr=False)  # the winner's cluster for every row of X
+    model: ClusterModel = field(repr=False)  # assigns new users like the winner
+    mode: Literal["exact", "sample"] = "exact"
+    # Sample mode: the rows the candidates were fitted on, and the silhouette of the final
+    # labels of all users measured on a fresh sample (shows the assignment held).
+    sample_indices: np.ndarray | None = field(default=None, repr=False)
+    assigned_silhouette: float | None = None
+    linkage_trees: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+
+def _kmeans(X: np.ndarray, cfg: SearchConfig, progress: Progress) -> list[Candidate]:
+    assert cfg.kmeans is not None
+    grid = cfg.kmeans
+
+    def fit(k: int) -> Candidate:
+        start = time.perf_counter()
+        model = KMeans(n_clusters=k, n_init=grid.n_init, random_state=cfg.seed).fit(X)
+        return Candidate("kmeans", {"k": k}, model.labels_.astype(np.intp),
+                         seconds=time.perf_counter() - start, inertia=float(model.inertia_),
+                         centers=model.cluster_centers_)
+
+    ks = [k for k in grid.k if k < len(X)]
+    # One single-threaded fit per worker: KMeans' OpenMP threads spin while waiting, and on a
+    # busy 2-core machine nested pools made the grid 20x slower than this layout.
+    with threadpool_limits(limits=1), ThreadPoolExecutor(max_workers=_workers()) as pool:
+        out = list(pool.map(fit, ks))
+    progress(f"search: kmeans k={ks[0]}..{ks[-1]}" if ks else "search: kmeans skipped")
+    return out
+
+
+def _agglomerative(X: np.ndarray, cfg: SearchConfig, progress: Progress,
+                   trees: dict[str, np.ndarray]) -> list[Candidate]:
+    assert cfg.agglomerative is not None
+    ks = [k for k in cfg.agglomerative.k if k < len(X)]
+    if not ks:
+        return []
+    start = time.perf_counter()
+    # One condensed distance matrix shared by every linkage; one tree per linkage.
+    trees.update(kernels.linkage_matrices(X, cfg.agglomerative.linkage))
+    shared = (time.perf_counter() - start) / len(trees)
+    out = []
+    for linkage in cfg.agglomerative.linkage:
+        t0 = time.perf_counter()
+        cuts = kernels.labels_from_linkage(trees[linkage], ks)
+        per = (shared + time.perf_counter() - t0) / len(ks)
+        for k in ks:
+            out.append(Candidate("agglomerative", {"k": k, "linkage": linkage}, cuts[k],
+                                 seconds=per))
+        progress(f"search: agglomerative linkage={linkage}, k={ks[0]}..{ks[-1]}")
+    return out
+
+
+def _dbscan(X: np.ndarray, cfg: SearchConfig, progress: Progress) -> list[Candidate]:
+    assert cfg.dbscan is not None
+    start = time.perf_counter()
+    grid = cfg.dbscan
+    if grid.eps == "auto":
+        eps_by_m = kernels.kdistance_eps_grid(X, grid.min_samples, grid.eps_quantiles)
+    else:
+        eps_by_m = {m: sorted(grid.eps) for m in grid.min_samples}
+    max_eps = max((e for eps in eps_by_m.values() for e in eps), default=0.0)
+    if max_eps <= 0:
+        return []
+    neighbours = kernels.DbscanNeighbors(X, max_eps)
+    shared = time.perf_counter() - start
+    n_settings = sum(len(v) for v in eps_by_m.values())
+    out = []
+    for m in grid.min_samples:
+        for eps in eps_by_m[m]:
+            t0 = time.perf_counter()
+            labels, core = neighbours.fit(eps, m)
+            out.append(Candidate("dbscan", {"eps": eps, "min_samples": m}, labels,
+                                 seconds=shared / n_settings + time.perf_counter() - t0,
+                                 core_indices=core))
+        progress(f"search: dbscan min_samples={m}, {len(eps_by_m[m])} eps values")
+    return out
+
+
+def _score(X: np.ndarray, candidates: list[Candidate], cfg: SearchConfig) -> None:
+    n = len(X)
+    for c in candidates:
+        valid = c.labels >= 0
+        sizes = np.bincount(c.labels[valid]) if valid.any() else np.array([], dtype=int)
+        sizes = sizes[sizes > 0]
+        c.n_clusters = len(sizes)
+        c.noise_share = float(1 - valid.mean())
+        c.min_cluster_share = float(sizes.min() / n) if len(sizes) else 0.0
+    scored = [c for c in candidates if c.n_clusters >= 2]
+    silhouettes = kernels.silhouette_many(X, [c.labels for c in scored])
+    for c, s in zip(scored, silhouettes, strict=True):
+        c.silhouette = float(s)
+        valid = c.labels >= 0
+        if valid.sum() > c.n_clusters:
+            c.davies_bouldin = float(davies_bouldin_score(X[valid], c.labels[valid]))
+            c.calinski_harabasz = float(calinski_harabasz_score(X[valid], c.labels[valid]))
+    for c in candidates:
+        reasons = []
+        if c.n_clusters < 2:
+            reasons.append(f"{c.n_clusters} cluster(s), needs at least 2")
+        if c.n_clusters > cfg.max_clusters:
+            reasons.append(f"{c.n_clusters} clusters > max_clusters={cfg.max_clusters}")
+        if c.noise_share > cfg.max_noise_share:
+            reasons.append(f"noise {c.noise_share:.1%} > max_noise_share={cfg.max_noise_share:.1%}")
+        if c.n_clusters >= 2 and c.min_cluster_share < cfg.min_cluster_share:
+            reasons.append(f"smallest cluster {c.min_cluster_share:.1%} < "
+                           f"min_cluster_share={cfg.min_cluster_share:.1%}")
+        if c.n_clusters >= 2 and math.isnan(c.silhouette):
+            reasons.append("silhouette undefined")
+        c.eligible = not reasons
+        c.reason = "; ".join(reasons)
+
+
+def rank_key(c: Candidate, index: int) -> tuple[float, int, int, int]:
+    """Higher silhouette first; ties: fewer clusters, then kmeans, agglomerative, dbscan."""
+    sil = -round(c.silhouette, TIE_DECIMALS) if not math.isnan(c.silhouette) else math.inf
+    return (sil, c.n_clusters, ALGORITHM_ORDER[c.algorithm], index)
+
+
+def elbow(wcss: dict[int, float]) -> int | None:
+    """The k farthest from the chord joining the first and last points of the normalised
+    WCSS curve (the "kneedle" rule); None with fewer than 3 values of k."""
+    ks = sorted(wcss)
+    if len(ks) < 3:
+        return None
+    x = np.array(ks, dtype=float)
+    y = np.array([wcss[k] for k in ks])
+    x = (x - x[0]) / (x[-1] - x[0])
+    span = y[0] - y[-1]
+    if span <= 0:
+        return None
+    y = (y[0] - y) / span  # rising from 0 to 1
+    return int(ks[int(np.argmax(y - x))])
+
+
+def run_search(X: np.ndarray, cfg: SearchConfig, progress: Progress | None = None) -> SearchResult:
+    """Fit, score and rank every candidate; raise SearchError when none is eligible.
+
+    Up to ``cfg.exact_max_rows`` rows every candidate sees every row. Above, candidates are
+    fitted and scored on a seeded sample of ``cfg.sample_size`` rows and every row is then
+    assigned with the winner's rule (see ``apg.clusters``).
+    """
+    say = progress or (lambda _msg: None)
+    n = len(X)
+    if n <= cfg.exact_max_rows or n <= cfg.sample_size:
+        return _search(X, cfg, say)
+    rng = np.random.default_rng(cfg.seed)
+    sample = np.sort(rng.choice(n, size=cfg.sample_size, replace=False))
+    say(f"search: {n:,} rows > exact_max_rows={cfg.exact_max_rows:,}; fitting on a sample "
+        f"of {cfg.sample_size:,}")
+    result = _search(X[sample], cfg, say)
+    say(f"assign: {n:,} rows to {result.winner.n_clusters} clusters")
+    labels = result.model.predict(X)
+    labels[sample] = result.labels  # fitted rows keep the labels that were scored
+    # A fresh sample (other seed, same size) checks that the assignment held.
+    check = np.sort(np.random.default_rng(cfg.seed + 1).choice(n, size=cfg.sample_size,
+                                                               replace=False))
+    assigned = kernels.silhouette_many(X[check], [labels[check]])[0]
+    result.labels = labels
+    result.mode = "sample"
+    result.sample_indices = sample
+    result.assigned_silhouette = float(assigned)
+    return result
+
+
+def _search(X: np.ndarray, cfg: SearchConfig, say: Progress) -> SearchResult:
+    trees: dict[str, np.ndarray] = {}
+    candidates: list[Candidate] = []
+    with warnings.catch_warnings():
+        # KMeans warns when it finds fewer distinct clusters than asked (duplicate points);
+        # the candidate's cluster count already records that.
+        warnings.simplefilter("ignore", category=UserWarning)
+        if cfg.kmeans is not None:
+            candidates += _kmeans(X, cfg, say)
+        if cfg.agglomerative is not None:
+            candidates += _agglomerative(X, cfg, say, trees)
+        if cfg.dbscan is not None:
+            candidates += _dbscan(X, cfg, say)
+    if not candidates:
+        raise SearchError(f"no candidate could be fitted on {len(X)} rows; lower the k ranges")
+    say(f"search: scoring {len(candidates)} candidates")
+    _score(X, candidates, cfg)
+    wcss = {c.params["k"]: c.inertia for c in candidates
+            if c.algorithm == "kmeans" and c.inertia is not None}
+    ranked = sorted(range(len(candidates)), key=lambda i: rank_key(candidates[i], i))
+    eligible = [i for i in ranked if candidates[i].eligible]
+    if not eligible:
+        best = [candidates[i] for i in ranked[:5]]
+        lines = "\n".join(f"  {c.key}: silhouette {c.silhouette:.3f}, rejected: {c.reason}"
+                          for c in best)
+        raise SearchError(
+            f"none of the {len(candidates)} candidates meets the selection rules. Best few:\n"
+            f"{lines}\nRelax search.min_cluster_share, search.max_noise_share or "
+            "search.max_clusters, or check the features"
+        )
+    winner = candidates[eligible[0]]
+    winner.selected = True
+    eps = winner.params.get("eps")
+    model = ClusterModel.from_fit(winner.algorithm, X, winner.labels, centers=winner.centers,
+                                  core_indices=winner.core_indices, eps=eps)
+    return SearchResult(candidates=candidates, winner=winner, elbow_k=elbow(wcss), wcss=wcss,
+                        labels=winner.labels, model=model, linkage_trees=trees)
