@@ -134,8 +134,8 @@ def run(config_path: Path | None, data: Path | None, id_column: str | None,
             click.echo(msg, err=True)
 
     result = run_pipeline(config, progress=progress, out_dir=out)
-    folder = write_outputs(result, out)
-    click.echo(summary_text(result, folder))
+    write_outputs(result, out)
+    click.echo(summary_text(result, out))
 
 
 def summary_text(result: Any, folder: Path) -> str:
@@ -176,11 +176,12 @@ def sample(rows: int, seed: int, out: Path) -> None:
     if rows < 1:
         raise ConfigError(f"--rows must be at least 1, got {rows}")
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
         write_sample(out, rows=rows, seed=seed)
     except ValueError as exc:
         raise ConfigError(f"--out {str(out)!r}: {exc}") from None
     except OSError as exc:
-        raise ApgError(f"cannot write {str(out)!r}: {exc.strerror}") from None
+        raise ApgError(f"cannot write {str(out)!r}: {exc.strerror or exc}") from None
     click.echo(f"wrote {rows:,} users to {out}")
 
 
