@@ -90,10 +90,14 @@ def quick_config(data: Path, id_column: str, behavioral: str | None, attitudinal
               help="Narration client (overrides narration.client).")
 @click.option("--model", help="LLM model name (overrides narration.model).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
+@click.option("--db", metavar="URL",
+              help="Record the run in this database (default: $APG_DATABASE_URL, storage.url, "
+                   "else apg.db here).")
+@click.option("--no-store", is_flag=True, help="Do not record the run in a database.")
 def run(config_path: Path | None, data: Path | None, id_column: str | None,
         behavioral: str | None, attitudinal: str | None, demographic: str | None,
         sep: str | None, out: Path, seed: int | None, llm: str | None, model: str | None,
-        quiet: bool) -> None:
+        quiet: bool, db: str | None, no_store: bool) -> None:
     """Run the whole pipeline and write personas to --out.
 
     \b
@@ -133,9 +137,22 @@ def run(config_path: Path | None, data: Path | None, id_column: str | None,
         if not quiet:
             click.echo(msg, err=True)
 
-    result = run_pipeline(config, progress=progress, out_dir=out)
-    write_outputs(result, out)
-    click.echo(summary_text(result, out))
+    if no_store:
+        if db:
+            raise ConfigError("--db and --no-store contradict each other; give one")
+        result = run_pipeline(config, progress=progress, out_dir=out)
+        write_outputs(result, out)
+        click.echo(summary_text(result, out))
+        return
+    from apg.cli_store import continuity_text
+    from apg.store import open_store
+    from apg.store.runner import run_with_store
+
+    with open_store(db, config.storage.url) as store:
+        stored = run_with_store(config, store, progress=progress, out_dir=out)
+    write_outputs(stored.result, out)
+    click.echo(summary_text(stored.result, out))
+    click.echo(continuity_text(stored.plan, store.display_url))
 
 
 def summary_text(result: Any, folder: Path) -> str:
@@ -183,6 +200,37 @@ def sample(rows: int, seed: int, out: Path) -> None:
     except OSError as exc:
         raise ApgError(f"cannot write {str(out)!r}: {exc.strerror or exc}") from None
     click.echo(f"wrote {rows:,} users to {out}")
+
+
+def _register_store_commands() -> None:
+    from apg.cli_store import COMMANDS
+
+    for command in COMMANDS:
+        main.add_command(command)
+
+
+_register_store_commands()
+
+
+@main.group(context_settings=CONTEXT)
+def sources() -> None:
+    """Inspect the configured data sources."""
+
+
+@sources.command("check", context_settings=CONTEXT)
+@click.option("--config", "config_path", type=click.Path(path_type=Path), required=True,
+              help="YAML config file.")
+def sources_check(config_path: Path) -> None:
+    """Read every source and print rows, columns, types, missing shares and the fingerprint,
+    without clustering.
+
+    \b
+    Example:
+      apg sources check --config configs/events.yaml
+    """
+    from apg.sources.check import check_sources
+
+    click.echo(check_sources(load_config(config_path)), nl=False)
 
 
 def entrypoint() -> None:

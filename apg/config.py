@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from apg.errors import ConfigError
 from apg.sources import SOURCE_KINDS, SourceSpec
+from apg.sources.masking import mask_secrets
 
 
 class Strict(BaseModel):
@@ -249,7 +250,8 @@ def format_validation_error(exc: ValidationError, origin: str) -> str:
         # names) so paths read like the YAML.
         loc: list[int | str] = []
         for part in err["loc"]:
-            tag = isinstance(part, str) and loc and isinstance(loc[-1], int) and part in SOURCE_KINDS
+            tag = (isinstance(part, str) and loc and part in SOURCE_KINDS
+                   and (isinstance(loc[-1], int) or loc[-1] == "from"))
             if not tag and not (isinstance(part, str) and part.startswith("function-")):
                 loc.append(part)
         path = _loc(tuple(loc))
@@ -261,7 +263,8 @@ def format_validation_error(exc: ValidationError, origin: str) -> str:
             msg = err["msg"].removeprefix("Value error, ")
             lines.append(f"{path or 'config'}: {msg} (got {err.get('input')!r})"
                          if err["type"] != "value_error" else f"{path or 'config'}: {msg}")
-    return f"{origin}: invalid config:\n  " + "\n  ".join(lines)
+    # The offending input is echoed back; a source URL in it may carry a password.
+    return mask_secrets(f"{origin}: invalid config:\n  " + "\n  ".join(lines))
 
 
 def parse_config(data: Any, origin: str = "config", base_dir: Path | None = None) -> Config:

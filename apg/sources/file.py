@@ -1,0 +1,110 @@
+"""Files: CSV, TSV, Parquet and JSON lines, one path or a glob of them."""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+from pydantic import Field
+
+from apg.sources.base import SourceContext, SourceSpec
+
+_FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".txt": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+}
+
+
+def format_of(path: Path) -> str | None:
+    return _FORMATS.get(path.suffix.lower())
+
+
+def read_table(path: Path, fmt: str, options: dict[str, Any]) -> pd.DataFrame:
+    """Read one file with pandas; ``options`` go to the pandas reader unchanged."""
+    if fmt == "csv":
+        return pd.read_csv(path, **options)
+    if fmt == "tsv":
+        return pd.read_csv(path, **{"sep": "\t", **options})
+    if fmt == "parquet":
+        return pd.read_parquet(path, **options)
+    return pd.read_json(path, lines=True, **options)
+
+
+class FileSource(SourceSpec):
+    kind: Literal["file"] = "file"
+    path: str
+    format: Literal["csv", "tsv", "parquet", "jsonl"] | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    def describe(self) -> str:
+        return f"file {self.path}"
+
+    def paths(self, ctx: SourceContext) -> list[Path]:
+        pattern = Path(self.path).expanduser()
+        if not pattern.is_absolute():
+            pattern = ctx.base_dir / pattern
+        if glob.has_magic(str(pattern)):
+            found = sorted(Path(p) for p in glob.glob(str(pattern)))
+            if not found:
+                raise self.error(ctx, f"no file matches {str(pattern)!r}; check the path pattern")
+            return found
+        if not pattern.exists():
+            raise self.error(ctx, f"file {str(pattern)!r} does not exist; check the path")
+        if not pattern.is_file():
+            raise self.error(ctx, f"{str(pattern)!r} is not a file")
+        return [pattern]
+
+    def read(self, ctx: SourceContext) -> pd.DataFrame:
+        frames = []
+        for path in self.paths(ctx):
+            fmt = self.format or format_of(path)
+            if fmt is None:
+                raise self.error(
+                    ctx,
+                    f"cannot tell the format of {str(path)!r} from its extension; use .csv, "
+                    ".tsv, .parquet or .jsonl, or set `format:`",
+                )
+            try:
+                frame = read_table(path, fmt, self.options)
+            except (
+                pd.errors.EmptyDataError,
+                ValueError,
+                OSError,
+                UnicodeDecodeError,
+                pd.errors.ParserError,
+                TypeError,
+            ) as exc:
+                raise self.error(
+                    ctx, f"cannot read {str(path)!r} as {fmt}: {_short(exc)}"
+                ) from None
+            except Exception as exc:  # pyarrow raises its own types for corrupt files
+                raise self.error(
+                    ctx, f"cannot read {str(path)!r} as {fmt}: {_short(exc)}"
+                ) from None
+            if frame.empty or len(frame.columns) == 0:
+                raise self.error(
+                    ctx, f"{str(path)!r} has no rows; check the file and its separator"
+                )
+            frames.append(frame)
+        if len(frames) > 1:
+            first = list(frames[0].columns)
+            for path, frame in zip(self.paths(ctx)[1:], frames[1:], strict=True):
+                if list(frame.columns) != first:
+                    raise self.error(
+                        ctx,
+                        f"{str(path)!r} has columns {list(frame.columns)} but the first file "
+                        f"has {first}; files matched by one pattern must share columns",
+                    )
+        return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]
