@@ -28,9 +28,15 @@ class ClusterModel:
     eps: float | None = None
 
     @classmethod
-    def from_fit(cls, algorithm: str, X: np.ndarray, labels: np.ndarray,
-                 centers: np.ndarray | None = None, core_indices: np.ndarray | None = None,
-                 eps: float | None = None) -> ClusterModel:
+    def from_fit(
+        cls,
+        algorithm: str,
+        X: np.ndarray,
+        labels: np.ndarray,
+        centers: np.ndarray | None = None,
+        core_indices: np.ndarray | None = None,
+        eps: float | None = None,
+    ) -> ClusterModel:
         if algorithm == "dbscan":
             assert core_indices is not None and eps is not None
             return cls("core", X[core_indices].copy(), labels[core_indices].copy(), float(eps))
@@ -48,14 +54,14 @@ class ClusterModel:
                 return out
             nn = NearestNeighbors(n_neighbors=1).fit(self.centers)
         for start in range(0, len(X), chunk_rows):
-            block = np.asarray(X[start:start + chunk_rows], dtype=np.float64)
+            block = np.asarray(X[start : start + chunk_rows], dtype=np.float64)
             if self.kind == "centroid":
                 # |x - c|^2 = |x|^2 - 2 x.c + |c|^2; |x|^2 is the same for every c.
-                d = -2.0 * block @ self.centers.T + (self.centers ** 2).sum(axis=1)
-                out[start:start + len(block)] = self.labels[np.argmin(d, axis=1)]
+                d = -2.0 * block @ self.centers.T + (self.centers**2).sum(axis=1)
+                out[start : start + len(block)] = self.labels[np.argmin(d, axis=1)]
             else:
                 dist, idx = nn.kneighbors(block, n_neighbors=1)
                 lab = self.labels[idx[:, 0]]
                 assert self.eps is not None
-                out[start:start + len(block)] = np.where(dist[:, 0] <= self.eps, lab, -1)
+                out[start : start + len(block)] = np.where(dist[:, 0] <= self.eps, lab, -1)
         return out

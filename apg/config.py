@@ -29,8 +29,10 @@ def _k_range(value: Any) -> list[int]:
         raise ValueError("k must be an integer or a [min, max] pair")
     if isinstance(value, int):
         lo = hi = value
-    elif isinstance(value, list | tuple) and len(value) == 2 and all(
-        isinstance(v, int) and not isinstance(v, bool) for v in value
+    elif (
+        isinstance(value, list | tuple)
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
     ):
         lo, hi = value
     else:
@@ -71,9 +73,9 @@ class PreprocessingConfig(Strict):
     # What to do with a clustering column that is entirely missing or constant.
     degenerate_columns: Literal["error", "drop"] = "error"
 
-    @field_validator("pca")
+    @field_validator("pca", mode="before")
     @classmethod
-    def _pca_valid(cls, v: int | float | None) -> int | float | None:
+    def _pca_valid(cls, v: Any) -> int | float | None:
         if v is None:
             return v
         if isinstance(v, bool):
@@ -97,7 +99,7 @@ class KMeansGrid(Strict):
 
 class AgglomerativeGrid(Strict):
     k: list[int] = Field(default_factory=lambda: list(range(2, 11)))
-    linkage: list[Literal["ward", "average", "complete", "single"]] = Field(
+    linkage: list[Literal["ward", "average", "complete"]] = Field(
         default_factory=lambda: ["ward", "average", "complete"], min_length=1
     )
 
@@ -199,12 +201,16 @@ class Config(Strict):
 
     @model_validator(mode="after")
     def _id_is_not_a_feature(self) -> Config:
-        roles = {"behavioral": self.features.behavioral, "attitudinal": self.features.attitudinal,
-                 "demographic": self.features.demographic}
+        roles = {
+            "behavioral": self.features.behavioral,
+            "attitudinal": self.features.attitudinal,
+            "demographic": self.features.demographic,
+        }
         for role, cols in roles.items():
             if self.id_column in cols:
                 raise ValueError(
-                    f"id column {self.id_column!r} is also listed as {role}; the id is never a feature"
+                    f"id column {self.id_column!r} is also listed as {role}; "
+                    "the id is never a feature"
                 )
         return self
 
@@ -215,6 +221,7 @@ _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 def interpolate_env(value: Any, where: str = "") -> Any:
     """Replace ``${VAR}`` in every string of a parsed YAML tree with the environment value."""
     if isinstance(value, str):
+
         def sub(m: re.Match[str]) -> str:
             name = m.group(1)
             if name not in os.environ:
@@ -226,7 +233,9 @@ def interpolate_env(value: Any, where: str = "") -> Any:
 
         return _ENV.sub(sub, value)
     if isinstance(value, dict):
-        return {k: interpolate_env(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+        return {
+            k: interpolate_env(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()
+        }
     if isinstance(value, list):
         return [interpolate_env(v, f"{where}[{i}]") for i, v in enumerate(value)]
     return value
@@ -242,34 +251,55 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     return out
 
 
+_TYPE_TAG = re.compile(
+    r"function-(before|after|wrap|plain)\[.*\]|literal\[.*\]|list\[.*\]|dict\[.*\]"
+    r"|constrained-\w+|int|float|str|bool|none|lax-or-strict\[.*\]|json-or-python\[.*\]"
+)
+
+
 def format_validation_error(exc: ValidationError, origin: str) -> str:
     """One line per problem, each naming the key path, e.g. ``search.kmeans.kk``."""
     lines = []
     for err in exc.errors():
         # Drop pydantic's union-member tags (the source `kind` after a list index, validator
-        # names) so paths read like the YAML.
+        # and type names) so paths read like the YAML. The last part of an unknown-key error
+        # is the user's own key and always kept.
+        parts = list(err["loc"])
         loc: list[int | str] = []
-        for part in err["loc"]:
-            tag = (isinstance(part, str) and loc and part in SOURCE_KINDS
-                   and (isinstance(loc[-1], int) or loc[-1] == "from"))
-            if not tag and not (isinstance(part, str) and part.startswith("function-")):
+        for i, part in enumerate(parts):
+            own_key = err["type"] == "extra_forbidden" and i == len(parts) - 1
+            kind_tag = (
+                isinstance(part, str)
+                and bool(loc)
+                and part in SOURCE_KINDS
+                and (isinstance(loc[-1], int) or loc[-1] == "from")
+            )
+            type_tag = isinstance(part, str) and _TYPE_TAG.fullmatch(part) is not None
+            if own_key or not (kind_tag or type_tag):
                 loc.append(part)
         path = _loc(tuple(loc))
         if err["type"] == "extra_forbidden":
-            lines.append(f"unknown key {path!r}; check the spelling against the README's config reference")
+            lines.append(
+                f"unknown key {path!r}; check the spelling against the README's config reference"
+            )
         elif err["type"] == "missing":
             lines.append(f"missing required key {path!r}")
         else:
             msg = err["msg"].removeprefix("Value error, ")
-            lines.append(f"{path or 'config'}: {msg} (got {err.get('input')!r})"
-                         if err["type"] != "value_error" else f"{path or 'config'}: {msg}")
+            lines.append(
+                f"{path or 'config'}: {msg} (got {err.get('input')!r})"
+                if err["type"] != "value_error"
+                else f"{path or 'config'}: {msg}"
+            )
     # The offending input is echoed back; a source URL in it may carry a password.
     return mask_secrets(f"{origin}: invalid config:\n  " + "\n  ".join(lines))
 
 
 def parse_config(data: Any, origin: str = "config", base_dir: Path | None = None) -> Config:
     if not isinstance(data, dict):
-        raise ConfigError(f"{origin}: the config must be a mapping of keys, got {type(data).__name__}")
+        raise ConfigError(
+            f"{origin}: the config must be a mapping of keys, got {type(data).__name__}"
+        )
     data = interpolate_env(data)
     try:
         cfg = Config.model_validate(data)
@@ -283,7 +313,9 @@ def parse_config(data: Any, origin: str = "config", base_dir: Path | None = None
 def load_config(path: Path) -> Config:
     """Read a YAML config; relative paths inside it resolve against its folder."""
     if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist; pass an existing --config FILE")
+        raise ConfigError(
+            f"config file {str(path)!r} does not exist; pass an existing --config FILE"
+        )
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:

@@ -10,6 +10,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 
 from apg.config import FeaturesConfig
@@ -45,8 +46,10 @@ class FeatureFrame:
         return FeatureFrame(
             ids=self.ids[mask].reset_index(drop=True),
             raw=self.raw[mask].reset_index(drop=True),
-            behavioral=self.behavioral, attitudinal=self.attitudinal,
-            demographic=self.demographic, numeric_features=self.numeric_features,
+            behavioral=self.behavioral,
+            attitudinal=self.attitudinal,
+            demographic=self.demographic,
+            numeric_features=self.numeric_features,
             categorical_features=self.categorical_features,
             numeric_demographics=self.numeric_demographics,
             dropped_columns=self.dropped_columns,
@@ -82,8 +85,11 @@ def select_features(
         raise DataError(
             f"{origin}: id column {id_column!r} not found; columns are {listing(table.columns)}"
         )
-    wanted = {"behavioral": features.behavioral, "attitudinal": features.attitudinal,
-              "demographic": features.demographic}
+    wanted = {
+        "behavioral": features.behavioral,
+        "attitudinal": features.attitudinal,
+        "demographic": features.demographic,
+    }
     for role, cols in wanted.items():
         missing = [c for c in cols if c not in table.columns]
         if missing:
@@ -110,12 +116,15 @@ def select_features(
         )
 
     numeric, categorical, dropped = [], [], []
+    converted: dict[str, pd.Series] = {}
     for col in features.clustering:
         s = table[col]
         if s.isna().all():
             problem = "is entirely missing"
         elif s.nunique(dropna=True) <= 1:
-            problem = f"is constant ({s.dropna().iloc[0]!r} in every row)"
+            value = s.dropna().iloc[0]
+            plain = value.item() if isinstance(value, np.generic) else value  # not np.int64(3)
+            problem = f"is constant ({plain!r} in every row)"
         else:
             problem = ""
         if problem:
@@ -128,6 +137,17 @@ def select_features(
                 "features or set preprocessing.degenerate_columns: drop"
             )
         if _is_numeric(s):
+            numeric.append(col)
+            continue
+        present = s.dropna()
+        as_numbers = pd.to_numeric(present.astype(str).str.strip(), errors="coerce")
+        if as_numbers.notna().all():
+            # Numbers stored as text (JSON, SQL text columns): cluster them as numbers, and say so.
+            warnings.warn(
+                f"{origin}: column {col!r} holds numbers stored as text; using them as numbers",
+                stacklevel=2,
+            )
+            converted[col] = pd.to_numeric(s.astype("string").str.strip(), errors="coerce")
             numeric.append(col)
             continue
         looks, example = _looks_numeric(s)
@@ -144,9 +164,10 @@ def select_features(
         raise DataError(f"{origin}: every clustering column was dropped; nothing left to cluster")
     numeric_demo = [c for c in features.demographic if _is_numeric(table[c])]
     cols = [*behavioral, *attitudinal, *features.demographic]
+    raw = table[cols].assign(**converted) if converted else table[cols]
     return FeatureFrame(
         ids=ids.reset_index(drop=True),
-        raw=table[cols].reset_index(drop=True),
+        raw=raw.reset_index(drop=True),
         behavioral=behavioral,
         attitudinal=attitudinal,
         demographic=list(features.demographic),

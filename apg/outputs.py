@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -17,12 +18,24 @@ import pandas as pd
 
 from apg.errors import ApgError
 from apg.pipeline import RunResult, labels_frame
+from apg.report_html import render_html, report_data_from_result
 from apg.report_md import render_report
 from apg.search import Candidate
 
 CANDIDATE_COLUMNS = [
-    "algorithm", "params", "n_clusters", "noise_share", "min_cluster_share", "silhouette",
-    "davies_bouldin", "calinski_harabasz", "inertia", "eligible", "reason", "selected", "seconds",
+    "algorithm",
+    "params",
+    "n_clusters",
+    "noise_share",
+    "min_cluster_share",
+    "silhouette",
+    "davies_bouldin",
+    "calinski_harabasz",
+    "inertia",
+    "eligible",
+    "reason",
+    "selected",
+    "seconds",
 ]
 
 
@@ -39,53 +52,58 @@ def _clean(value: Any) -> Any:
 
 def personas_document(result: RunResult) -> dict[str, Any]:
     frame, prepared, w = result.frame, result.prepared, result.search.winner
-    return _clean({
-        "run_id": result.run_id,
-        "created_at": result.created_at,
-        "data": {
-            "rows_read": len(result.table.frame),
-            "rows_used": int(prepared.X.shape[0]),
-            "rows_dropped": prepared.rows_dropped,
-            "rows_per_source": result.table.rows_per_source,
-            "fingerprint": result.table.fingerprint,
-            "imputed": prepared.imputed,
-            "features": {"behavioral": frame.behavioral, "attitudinal": frame.attitudinal},
-            "dropped_columns": frame.dropped_columns,
-            "demographics": frame.demographic,
-            "matrix_columns": prepared.columns,
-            "pca_explained_variance": prepared.pca_variance,
-        },
-        "selection": {
-            "algorithm": w.algorithm,
-            "params": w.params,
-            "n_clusters": w.n_clusters,
-            "silhouette": w.silhouette,
-            "noise_share": w.noise_share,
-            "elbow_k": result.search.elbow_k,
-            "candidates": len(result.search.candidates),
-            "eligible": sum(c.eligible for c in result.search.candidates),
-        },
-        "personas": [p.model_dump(mode="json") for p in result.personas],
-        "outliers": result.outliers.model_dump(mode="json"),
-    })
+    return _clean(
+        {
+            "run_id": result.run_id,
+            "created_at": result.created_at,
+            "data": {
+                "rows_read": len(result.table.frame),
+                "rows_used": int(prepared.X.shape[0]),
+                "rows_dropped": prepared.rows_dropped,
+                "rows_per_source": result.table.rows_per_source,
+                "fingerprint": result.table.fingerprint,
+                "imputed": prepared.imputed,
+                "features": {"behavioral": frame.behavioral, "attitudinal": frame.attitudinal},
+                "dropped_columns": frame.dropped_columns,
+                "demographics": frame.demographic,
+                "matrix_columns": prepared.columns,
+                "pca_explained_variance": prepared.pca_variance,
+            },
+            "selection": {
+                "algorithm": w.algorithm,
+                "params": w.params,
+                "n_clusters": w.n_clusters,
+                "silhouette": w.silhouette,
+                "noise_share": w.noise_share,
+                "elbow_k": result.search.elbow_k,
+                "candidates": len(result.search.candidates),
+                "eligible": sum(c.eligible for c in result.search.candidates),
+            },
+            "personas": [p.model_dump(mode="json") for p in result.personas],
+            "outliers": result.outliers.model_dump(mode="json"),
+        }
+    )
 
 
 def candidates_frame(candidates: list[Candidate]) -> pd.DataFrame:
-    rows = [{
-        "algorithm": c.algorithm,
-        "params": json.dumps(c.params, sort_keys=True),
-        "n_clusters": c.n_clusters,
-        "noise_share": c.noise_share,
-        "min_cluster_share": c.min_cluster_share,
-        "silhouette": c.silhouette,
-        "davies_bouldin": c.davies_bouldin,
-        "calinski_harabasz": c.calinski_harabasz,
-        "inertia": c.inertia,
-        "eligible": c.eligible,
-        "reason": c.reason,
-        "selected": c.selected,
-        "seconds": round(c.seconds, 4),
-    } for c in candidates]
+    rows = [
+        {
+            "algorithm": c.algorithm,
+            "params": json.dumps(c.params, sort_keys=True),
+            "n_clusters": c.n_clusters,
+            "noise_share": c.noise_share,
+            "min_cluster_share": c.min_cluster_share,
+            "silhouette": c.silhouette,
+            "davies_bouldin": c.davies_bouldin,
+            "calinski_harabasz": c.calinski_harabasz,
+            "inertia": c.inertia,
+            "eligible": c.eligible,
+            "reason": c.reason,
+            "selected": c.selected,
+            "seconds": round(c.seconds, 4),
+        }
+        for c in candidates
+    ]
     return pd.DataFrame(rows, columns=CANDIDATE_COLUMNS)
 
 
@@ -98,6 +116,10 @@ def write_outputs(result: RunResult, out_dir: Path, *, include_timing: bool = Tr
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+        # mkdtemp makes the folder private (0700); results are for sharing, so honour umask.
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)
     except OSError as exc:
         raise ApgError(f"cannot create output folder {str(out_dir)!r}: {exc.strerror}") from None
     try:
@@ -111,6 +133,9 @@ def write_outputs(result: RunResult, out_dir: Path, *, include_timing: bool = Tr
         cands.to_csv(tmp / "candidates.csv", index=False, lineterminator="\n")
         labels_frame(result).to_csv(tmp / "assignments.csv", index=False, lineterminator="\n")
         (tmp / "report.md").write_text(render_report(result), encoding="utf-8")
+        (tmp / "report.html").write_text(
+            render_html(report_data_from_result(result)), encoding="utf-8"
+        )
         calls = getattr(result, "llm_calls", [])
         if calls:
             with (tmp / "llm_calls.jsonl").open("w", encoding="utf-8") as fh:
@@ -127,7 +152,9 @@ def _swap_into_place(tmp: Path, out_dir: Path) -> None:
     """Replace ``out_dir`` with ``tmp``; an existing folder is moved aside first so that a
     crash in between leaves either the old or the new results, never a mix."""
     if out_dir.exists() and not out_dir.is_dir():
-        raise ApgError(f"output path {str(out_dir)!r} exists and is not a folder; choose another --out")
+        raise ApgError(
+            f"output path {str(out_dir)!r} exists and is not a folder; choose another --out"
+        )
     old = None
     if out_dir.exists():
         old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-old-", dir=out_dir.parent))

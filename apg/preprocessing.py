@@ -40,15 +40,31 @@ def build_transformer(frame: FeatureFrame, config: PreprocessingConfig, seed: in
     strategy = "mean" if config.missing == "impute_mean" else "median"
     parts = []
     if frame.numeric_features:
-        parts.append(("num", Pipeline([
-            ("impute", SimpleImputer(strategy=strategy)),
-            ("scale", _SCALERS[config.scaling]()),
-        ]), frame.numeric_features))
+        parts.append(
+            (
+                "num",
+                Pipeline(
+                    [
+                        ("impute", SimpleImputer(strategy=strategy)),
+                        ("scale", _SCALERS[config.scaling]()),
+                    ]
+                ),
+                frame.numeric_features,
+            )
+        )
     if frame.categorical_features:
-        parts.append(("cat", Pipeline([
-            ("impute", SimpleImputer(strategy="most_frequent")),
-            ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
-        ]), frame.categorical_features))
+        parts.append(
+            (
+                "cat",
+                Pipeline(
+                    [
+                        ("impute", SimpleImputer(strategy="most_frequent")),
+                        ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+                    ]
+                ),
+                frame.categorical_features,
+            )
+        )
     steps: list[tuple[str, object]] = [
         ("columns", ColumnTransformer(parts, verbose_feature_names_out=False))
     ]
@@ -90,9 +106,15 @@ def prepare(frame: FeatureFrame, config: PreprocessingConfig, seed: int = 0) -> 
         pca: PCA = transformer.named_steps["pca"]
         columns = [f"pc{i + 1}" for i in range(pca.n_components_)]
         pca_variance = [float(v) for v in pca.explained_variance_ratio_]
-    return Prepared(X=np.ascontiguousarray(X), frame=frame, transformer=transformer,
-                    columns=columns, rows_dropped=rows_dropped, imputed=imputed,
-                    pca_variance=pca_variance)
+    return Prepared(
+        X=np.ascontiguousarray(X),
+        frame=frame,
+        transformer=transformer,
+        columns=columns,
+        rows_dropped=rows_dropped,
+        imputed=imputed,
+        pca_variance=pca_variance,
+    )
 
 
 def transform(prepared: Prepared, table: pd.DataFrame) -> np.ndarray:

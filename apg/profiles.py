@@ -101,9 +101,16 @@ def contrasts_for(frame: FeatureFrame, mask: np.ndarray) -> list[Contrast]:
         direction: Literal["higher", "lower", "same"] = (
             "higher" if diff > 0 else "lower" if diff < 0 else "same"
         )
-        out.append(Contrast(feature=col, role=frame.role_of(col), cluster_mean=float(cl_mean),
-                            population_mean=float(pop_mean), std_diff=float(diff),
-                            direction=direction))
+        out.append(
+            Contrast(
+                feature=col,
+                role=frame.role_of(col),
+                cluster_mean=float(cl_mean),
+                population_mean=float(pop_mean),
+                std_diff=float(diff),
+                direction=direction,
+            )
+        )
     out.sort(key=lambda c: (-abs(c.std_diff), c.feature))
     return out
 
@@ -112,8 +119,12 @@ def _summary(values: pd.Series) -> NumericSummary:
     v = values.dropna()
     if v.empty:
         return NumericSummary(mean=None, median=None, q1=None, q3=None)
-    return NumericSummary(mean=float(v.mean()), median=float(v.median()),
-                          q1=float(v.quantile(0.25)), q3=float(v.quantile(0.75)))
+    return NumericSummary(
+        mean=float(v.mean()),
+        median=float(v.median()),
+        q1=float(v.quantile(0.25)),
+        q3=float(v.quantile(0.75)),
+    )
 
 
 def demographics_for(frame: FeatureFrame, mask: np.ndarray) -> dict[str, DemographicProfile]:
@@ -123,16 +134,25 @@ def demographics_for(frame: FeatureFrame, mask: np.ndarray) -> dict[str, Demogra
         members = values[mask]
         missing = int(members.isna().sum())
         if col in frame.numeric_demographics:
-            out[col] = DemographicProfile(kind="numeric", missing=missing,
-                                          cluster=_summary(members), population=_summary(values))
+            out[col] = DemographicProfile(
+                kind="numeric",
+                missing=missing,
+                cluster=_summary(members),
+                population=_summary(values),
+            )
             continue
         text = values.astype("string").fillna("(missing)")
         pop = text.value_counts(normalize=True)
         counts = text[mask].value_counts()
         total = int(counts.sum())
         cats = [
-            CategoryShare(value=str(v), count=int(c), share=c / total,
-                          population_share=float(pop[v]), lift=(c / total) / float(pop[v]))
+            CategoryShare(
+                value=str(v),
+                count=int(c),
+                share=c / total,
+                population_share=float(pop[v]),
+                lift=(c / total) / float(pop[v]),
+            )
             for v, c in counts.items()
         ]
         cats.sort(key=lambda c: (-c.count, c.value))
@@ -143,8 +163,12 @@ def demographics_for(frame: FeatureFrame, mask: np.ndarray) -> dict[str, Demogra
 def _categories(frame: FeatureFrame, mask: np.ndarray) -> dict[str, dict[str, float]]:
     out = {}
     for col in frame.categorical_features:
-        shares = frame.raw[col][mask].astype("string").fillna("(missing)").value_counts(normalize=True)
-        out[col] = {str(k): float(v) for k, v in sorted(shares.items(), key=lambda kv: (-kv[1], kv[0]))}
+        shares = (
+            frame.raw[col][mask].astype("string").fillna("(missing)").value_counts(normalize=True)
+        )
+        out[col] = {
+            str(k): float(v) for k, v in sorted(shares.items(), key=lambda kv: (-kv[1], kv[0]))
+        }
     return out
 
 
@@ -156,8 +180,9 @@ def build_profiles(
     ``frame`` holds the rows that were clustered, aligned with ``X`` and ``labels``.
     """
     n = len(labels)
-    clusters = sorted((int(c) for c in np.unique(labels) if c >= 0),
-                      key=lambda c: (-int(np.sum(labels == c)), c))
+    clusters = sorted(
+        (int(c) for c in np.unique(labels) if c >= 0), key=lambda c: (-int(np.sum(labels == c)), c)
+    )
     ids = frame.ids.astype(str).to_numpy()
     profiles = []
     for rank, cluster in enumerate(clusters, start=1):
@@ -170,18 +195,22 @@ def build_profiles(
         q1, q3 = np.percentile(dist, [25, 75])
         beyond = np.flatnonzero(dist > q3 + ATYPICAL_FENCE * (q3 - q1))
         far = members[beyond[np.argsort(-dist[beyond], kind="stable")]]
-        profiles.append(PersonaProfile(
-            persona_id=f"P{rank}",
-            cluster=cluster,
-            size=int(mask.sum()),
-            share=float(mask.sum() / n),
-            centroid={c: _num(frame.raw[c][mask].mean()) for c in frame.numeric_features},
-            categories=_categories(frame, mask),
-            contrasts=contrasts_for(frame, mask),
-            demographics=demographics_for(frame, mask),
-            representatives=[str(i) for i in ids[nearest]],
-            atypical=Atypical(count=len(far), ids=[str(i) for i in ids[far[:N_REPRESENTATIVES]]]),
-        ))
+        profiles.append(
+            PersonaProfile(
+                persona_id=f"P{rank}",
+                cluster=cluster,
+                size=int(mask.sum()),
+                share=float(mask.sum() / n),
+                centroid={c: _num(frame.raw[c][mask].mean()) for c in frame.numeric_features},
+                categories=_categories(frame, mask),
+                contrasts=contrasts_for(frame, mask),
+                demographics=demographics_for(frame, mask),
+                representatives=[str(i) for i in ids[nearest]],
+                atypical=Atypical(
+                    count=len(far), ids=[str(i) for i in ids[far[:N_REPRESENTATIVES]]]
+                ),
+            )
+        )
     noise = labels < 0
     outliers = OutlierProfile(size=int(noise.sum()), share=float(noise.sum() / n) if n else 0.0)
     if noise.any():

@@ -42,16 +42,21 @@ def _card(p: PersonaProfile) -> list[str]:
             lines += [f"_Narrative source: {n.source}{f' ({n.reason})' if n.reason else ''}_", ""]
     lines += ["| feature | persona mean | everyone | difference (SD) |", "|---|---:|---:|---:|"]
     for c in p.contrasts[:6]:
-        lines.append(f"| {_md(c.feature)} | {_f(c.cluster_mean, 2)} | {_f(c.population_mean, 2)} "
-                     f"| {c.std_diff:+.2f} |")
+        lines.append(
+            f"| {_md(c.feature)} | {_f(c.cluster_mean, 2)} | {_f(c.population_mean, 2)} "
+            f"| {c.std_diff:+.2f} |"
+        )
     lines.append("")
     for col, demo in p.demographics.items():
         if demo.kind == "numeric" and demo.cluster:
-            lines.append(f"- {_md(col)}: median {_f(demo.cluster.median, 1)} "
-                         f"(everyone {_f(demo.population.median if demo.population else None, 1)})")
+            lines.append(
+                f"- {_md(col)}: median {_f(demo.cluster.median, 1)} "
+                f"(everyone {_f(demo.population.median if demo.population else None, 1)})"
+            )
         elif demo.categories:
-            top = ", ".join(f"{_md(c.value)} {c.share:.0%} (×{c.lift:.2f})"
-                            for c in demo.categories[:3])
+            top = ", ".join(
+                f"{_md(c.value)} {c.share:.0%} (×{c.lift:.2f})" for c in demo.categories[:3]
+            )
             lines.append(f"- {_md(col)}: {top}")
     if p.demographics:
         lines.append("")
@@ -62,10 +67,12 @@ def render_report(result: RunResult) -> str:
     frame, prep, s = result.frame, result.prepared, result.search
     w = s.winner
     lines = [
-        f"# Personas · {result.run_id}", "",
-        f"Created {result.created_at}. {len(result.personas)} personas from "
-        f"{prep.X.shape[0]:,} users.", "",
-        "## Data", "",
+        f"# Personas · {result.run_id}",
+        "",
+        f"{len(result.personas)} personas from {prep.X.shape[0]:,} users.",
+        "",
+        "## Data",
+        "",
         f"- Rows read: {len(result.table.frame):,}; used: {prep.X.shape[0]:,}; "
         f"dropped: {prep.rows_dropped:,}",
         f"- Behavioral: {', '.join(frame.behavioral) or '–'}",
@@ -77,11 +84,16 @@ def render_report(result: RunResult) -> str:
     if frame.dropped_columns:
         lines.append("- Dropped columns: " + ", ".join(frame.dropped_columns))
     lines += [
-        "", "## Selection", "",
+        "",
+        "## Selection",
+        "",
         f"Chosen: **{w.key}** with {w.n_clusters} clusters, silhouette {w.silhouette:.3f}"
-        + (f", noise {w.noise_share:.1%}" if w.algorithm == "dbscan" else "") + ".",
-        f"K-Means elbow (WCSS vs k): k = {s.elbow_k if s.elbow_k is not None else '–'}.", "",
-        "### Leaderboard (top 10 by silhouette)", "",
+        + (f", noise {w.noise_share:.1%}" if w.algorithm == "dbscan" else "")
+        + ".",
+        f"K-Means elbow (WCSS vs k): k = {s.elbow_k if s.elbow_k is not None else '–'}.",
+        "",
+        "### Leaderboard (top 10 by silhouette)",
+        "",
         "| # | candidate | clusters | silhouette | Davies–Bouldin | Calinski–Harabasz | noise "
         "| eligible |",
         "|---:|---|---:|---:|---:|---:|---:|---|",
@@ -106,8 +118,12 @@ def render_report(result: RunResult) -> str:
         lines += _card(p)
     if result.outliers.size:
         o = result.outliers
-        lines += ["## Outliers (fit no persona)", "",
-                  f"{o.size:,} users ({o.share:.1%}) are DBSCAN noise. They differ most in: "
-                  + ", ".join(f"{c.feature} {c.std_diff:+.2f} SD" for c in o.contrasts[:4]) + ".",
-                  ""]
+        lines += [
+            "## Outliers (fit no persona)",
+            "",
+            f"{o.size:,} users ({o.share:.1%}) are DBSCAN noise. They differ most in: "
+            + ", ".join(f"{c.feature} {c.std_diff:+.2f} SD" for c in o.contrasts[:4])
+            + ".",
+            "",
+        ]
     return "\n".join(lines).rstrip() + "\n"

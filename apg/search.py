@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -86,9 +86,14 @@ def _kmeans(X: np.ndarray, cfg: SearchConfig, progress: Progress) -> list[Candid
     def fit(k: int) -> Candidate:
         start = time.perf_counter()
         model = KMeans(n_clusters=k, n_init=grid.n_init, random_state=cfg.seed).fit(X)
-        return Candidate("kmeans", {"k": k}, model.labels_.astype(np.intp),
-                         seconds=time.perf_counter() - start, inertia=float(model.inertia_),
-                         centers=model.cluster_centers_)
+        return Candidate(
+            "kmeans",
+            {"k": k},
+            model.labels_.astype(np.intp),
+            seconds=time.perf_counter() - start,
+            inertia=float(model.inertia_),
+            centers=model.cluster_centers_,
+        )
 
     ks = [k for k in grid.k if k < len(X)]
     # One single-threaded fit per worker: KMeans' OpenMP threads spin while waiting, and on a
@@ -99,8 +104,9 @@ def _kmeans(X: np.ndarray, cfg: SearchConfig, progress: Progress) -> list[Candid
     return out
 
 
-def _agglomerative(X: np.ndarray, cfg: SearchConfig, progress: Progress,
-                   trees: dict[str, np.ndarray]) -> list[Candidate]:
+def _agglomerative(
+    X: np.ndarray, cfg: SearchConfig, progress: Progress, trees: dict[str, np.ndarray]
+) -> list[Candidate]:
     assert cfg.agglomerative is not None
     ks = [k for k in cfg.agglomerative.k if k < len(X)]
     if not ks:
@@ -115,8 +121,9 @@ def _agglomerative(X: np.ndarray, cfg: SearchConfig, progress: Progress,
         cuts = kernels.labels_from_linkage(trees[linkage], ks)
         per = (shared + time.perf_counter() - t0) / len(ks)
         for k in ks:
-            out.append(Candidate("agglomerative", {"k": k, "linkage": linkage}, cuts[k],
-                                 seconds=per))
+            out.append(
+                Candidate("agglomerative", {"k": k, "linkage": linkage}, cuts[k], seconds=per)
+            )
         progress(f"search: agglomerative linkage={linkage}, k={ks[0]}..{ks[-1]}")
     return out
 
@@ -140,9 +147,15 @@ def _dbscan(X: np.ndarray, cfg: SearchConfig, progress: Progress) -> list[Candid
         for eps in eps_by_m[m]:
             t0 = time.perf_counter()
             labels, core = neighbours.fit(eps, m)
-            out.append(Candidate("dbscan", {"eps": eps, "min_samples": m}, labels,
-                                 seconds=shared / n_settings + time.perf_counter() - t0,
-                                 core_indices=core))
+            out.append(
+                Candidate(
+                    "dbscan",
+                    {"eps": eps, "min_samples": m},
+                    labels,
+                    seconds=shared / n_settings + time.perf_counter() - t0,
+                    core_indices=core,
+                )
+            )
         progress(f"search: dbscan min_samples={m}, {len(eps_by_m[m])} eps values")
     return out
 
@@ -173,8 +186,10 @@ def _score(X: np.ndarray, candidates: list[Candidate], cfg: SearchConfig) -> Non
         if c.noise_share > cfg.max_noise_share:
             reasons.append(f"noise {c.noise_share:.1%} > max_noise_share={cfg.max_noise_share:.1%}")
         if c.n_clusters >= 2 and c.min_cluster_share < cfg.min_cluster_share:
-            reasons.append(f"smallest cluster {c.min_cluster_share:.1%} < "
-                           f"min_cluster_share={cfg.min_cluster_share:.1%}")
+            reasons.append(
+                f"smallest cluster {c.min_cluster_share:.1%} < "
+                f"min_cluster_share={cfg.min_cluster_share:.1%}"
+            )
         if c.n_clusters >= 2 and math.isnan(c.silhouette):
             reasons.append("silhouette undefined")
         c.eligible = not reasons
@@ -216,15 +231,18 @@ def run_search(X: np.ndarray, cfg: SearchConfig, progress: Progress | None = Non
         return _search(X, cfg, say)
     rng = np.random.default_rng(cfg.seed)
     sample = np.sort(rng.choice(n, size=cfg.sample_size, replace=False))
-    say(f"search: {n:,} rows > exact_max_rows={cfg.exact_max_rows:,}; fitting on a sample "
-        f"of {cfg.sample_size:,}")
+    say(
+        f"search: {n:,} rows > exact_max_rows={cfg.exact_max_rows:,}; fitting on a sample "
+        f"of {cfg.sample_size:,}"
+    )
     result = _search(X[sample], cfg, say)
     say(f"assign: {n:,} rows to {result.winner.n_clusters} clusters")
     labels = result.model.predict(X)
     labels[sample] = result.labels  # fitted rows keep the labels that were scored
     # A fresh sample (other seed, same size) checks that the assignment held.
-    check = np.sort(np.random.default_rng(cfg.seed + 1).choice(n, size=cfg.sample_size,
-                                                               replace=False))
+    check = np.sort(
+        np.random.default_rng(cfg.seed + 1).choice(n, size=cfg.sample_size, replace=False)
+    )
     assigned = kernels.silhouette_many(X[check], [labels[check]])[0]
     result.labels = labels
     result.mode = "sample"
@@ -250,14 +268,18 @@ def _search(X: np.ndarray, cfg: SearchConfig, say: Progress) -> SearchResult:
         raise SearchError(f"no candidate could be fitted on {len(X)} rows; lower the k ranges")
     say(f"search: scoring {len(candidates)} candidates")
     _score(X, candidates, cfg)
-    wcss = {c.params["k"]: c.inertia for c in candidates
-            if c.algorithm == "kmeans" and c.inertia is not None}
+    wcss = {
+        c.params["k"]: c.inertia
+        for c in candidates
+        if c.algorithm == "kmeans" and c.inertia is not None
+    }
     ranked = sorted(range(len(candidates)), key=lambda i: rank_key(candidates[i], i))
     eligible = [i for i in ranked if candidates[i].eligible]
     if not eligible:
         best = [candidates[i] for i in ranked[:5]]
-        lines = "\n".join(f"  {c.key}: silhouette {c.silhouette:.3f}, rejected: {c.reason}"
-                          for c in best)
+        lines = "\n".join(
+            f"  {c.key}: silhouette {c.silhouette:.3f}, rejected: {c.reason}" for c in best
+        )
         raise SearchError(
             f"none of the {len(candidates)} candidates meets the selection rules. Best few:\n"
             f"{lines}\nRelax search.min_cluster_share, search.max_noise_share or "
@@ -266,7 +288,20 @@ def _search(X: np.ndarray, cfg: SearchConfig, say: Progress) -> SearchResult:
     winner = candidates[eligible[0]]
     winner.selected = True
     eps = winner.params.get("eps")
-    model = ClusterModel.from_fit(winner.algorithm, X, winner.labels, centers=winner.centers,
-                                  core_indices=winner.core_indices, eps=eps)
-    return SearchResult(candidates=candidates, winner=winner, elbow_k=elbow(wcss), wcss=wcss,
-                        labels=winner.labels, model=model, linkage_trees=trees)
+    model = ClusterModel.from_fit(
+        winner.algorithm,
+        X,
+        winner.labels,
+        centers=winner.centers,
+        core_indices=winner.core_indices,
+        eps=eps,
+    )
+    return SearchResult(
+        candidates=candidates,
+        winner=winner,
+        elbow_k=elbow(wcss),
+        wcss=wcss,
+        labels=winner.labels,
+        model=model,
+        linkage_trees=trees,
+    )

@@ -33,8 +33,9 @@ def matrix(rows: int, seed: int) -> np.ndarray:
     from apg.config import FeaturesConfig, PreprocessingConfig
 
     table = generate_users(rows, seed)
-    features = FeaturesConfig(behavioral=list(BEHAVIORAL), attitudinal=list(ATTITUDINAL),
-                              demographic=list(DEMOGRAPHIC))
+    features = FeaturesConfig(
+        behavioral=list(BEHAVIORAL), attitudinal=list(ATTITUDINAL), demographic=list(DEMOGRAPHIC)
+    )
     return prepare(select_features(table, ID_COLUMN, features), PreprocessingConfig()).X
 
 
@@ -46,16 +47,22 @@ def naive(X: np.ndarray, apg_candidates: list[Candidate], cfg: SearchConfig) -> 
         p = c.params
         if c.algorithm == "kmeans":
             assert cfg.kmeans is not None
-            labels = KMeans(n_clusters=p["k"], n_init=cfg.kmeans.n_init,
-                            random_state=cfg.seed).fit(X).labels_
+            labels = (
+                KMeans(n_clusters=p["k"], n_init=cfg.kmeans.n_init, random_state=cfg.seed)
+                .fit(X)
+                .labels_
+            )
         elif c.algorithm == "agglomerative":
             labels = AgglomerativeClustering(n_clusters=p["k"], linkage=p["linkage"]).fit(X).labels_
         else:
             labels = DBSCAN(eps=p["eps"], min_samples=p["min_samples"]).fit(X).labels_
         keep = labels >= 0
         n_clusters = len(np.unique(labels[keep]))
-        sil = (silhouette_score(X[keep], labels[keep])
-               if n_clusters >= 2 and keep.sum() > n_clusters else math.nan)
+        sil = (
+            silhouette_score(X[keep], labels[keep])
+            if n_clusters >= 2 and keep.sum() > n_clusters
+            else math.nan
+        )
         out[c.key] = (labels, float(sil))
     return out
 
@@ -64,8 +71,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=5000)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--skip-naive-above", type=int, default=40_000,
-                    help="do not run the naive loop above this many rows (it takes hours)")
+    ap.add_argument(
+        "--skip-naive-above",
+        type=int,
+        default=40_000,
+        help="do not run the naive loop above this many rows (it takes hours)",
+    )
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     X = matrix(args.rows, args.seed)
@@ -75,8 +86,10 @@ def main() -> None:
     t0 = time.perf_counter()
     result = run_search(X, cfg)
     t_apg = time.perf_counter() - t0
-    print(f"apg search:  {t_apg:8.2f} s  ({len(result.candidates)} candidates), "
-          f"winner {result.winner.key}, silhouette {result.winner.silhouette:.6f}")
+    print(
+        f"apg search:  {t_apg:8.2f} s  ({len(result.candidates)} candidates), "
+        f"winner {result.winner.key}, silhouette {result.winner.silhouette:.6f}"
+    )
     if args.rows > args.skip_naive_above:
         print(f"naive loop:  skipped (rows > {args.skip_naive_above})")
         print(f"peak memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
@@ -91,19 +104,31 @@ def main() -> None:
     for i, c in enumerate(result.candidates):
         sil = ref[c.key][1]
         if c.eligible and not math.isnan(sil):
-            key = (-round(sil, 12), c.n_clusters, ["kmeans", "agglomerative", "dbscan"].index(
-                c.algorithm), i)
+            key = (
+                -round(sil, 12),
+                c.n_clusters,
+                ["kmeans", "agglomerative", "dbscan"].index(c.algorithm),
+                i,
+            )
             best = min(best, (key, c.key)) if best else (key, c.key)
     naive_winner = best[1] if best else None
     same_labels = all(np.array_equal(ref[c.key][0], c.labels) for c in result.candidates)
-    diffs = [abs(ref[c.key][1] - c.silhouette) for c in result.candidates
-             if not (math.isnan(ref[c.key][1]) and math.isnan(c.silhouette))]
-    ari = (adjusted_rand_score(ref[naive_winner][0], result.winner.labels)
-           if naive_winner else math.nan)
+    diffs = [
+        abs(ref[c.key][1] - c.silhouette)
+        for c in result.candidates
+        if not (math.isnan(ref[c.key][1]) and math.isnan(c.silhouette))
+    ]
+    ari = (
+        adjusted_rand_score(ref[naive_winner][0], result.winner.labels)
+        if naive_winner
+        else math.nan
+    )
     print(f"naive loop:  {t_naive:8.2f} s, winner {naive_winner}")
     print(f"speed-up:    {t_naive / t_apg:8.1f}x")
-    print(f"same winner: {naive_winner == result.winner.key}; ARI {ari:.6f}; "
-          f"identical labels for every candidate: {same_labels}")
+    print(
+        f"same winner: {naive_winner == result.winner.key}; ARI {ari:.6f}; "
+        f"identical labels for every candidate: {same_labels}"
+    )
     print(f"max |silhouette difference|: {max(diffs) if diffs else math.nan:.2e}")
     print(f"peak memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 

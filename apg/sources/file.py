@@ -26,12 +26,19 @@ def format_of(path: Path) -> str | None:
     return _FORMATS.get(path.suffix.lower())
 
 
-def read_table(path: Path, fmt: str, options: dict[str, Any]) -> pd.DataFrame:
-    """Read one file with pandas; ``options`` go to the pandas reader unchanged."""
-    if fmt == "csv":
-        return pd.read_csv(path, **options)
-    if fmt == "tsv":
-        return pd.read_csv(path, **{"sep": "\t", **options})
+def read_table(
+    path: Path, fmt: str, options: dict[str, Any], key: str | None = None
+) -> pd.DataFrame:
+    """Read one file with pandas; ``options`` go to the pandas reader unchanged.
+
+    In text formats the id column ``key`` is read as text, so ids such as ``0001`` keep
+    their leading zeros and ``001`` and ``1`` stay two users (unless options set dtype).
+    """
+    if fmt in ("csv", "tsv"):
+        defaults: dict[str, Any] = {"sep": "\t"} if fmt == "tsv" else {}
+        if key and "dtype" not in options:
+            defaults["dtype"] = {key: str}
+        return pd.read_csv(path, **{**defaults, **options})
     if fmt == "parquet":
         return pd.read_parquet(path, **options)
     return pd.read_json(path, lines=True, **options)
@@ -72,7 +79,7 @@ class FileSource(SourceSpec):
                     ".tsv, .parquet or .jsonl, or set `format:`",
                 )
             try:
-                frame = read_table(path, fmt, self.options)
+                frame = read_table(path, fmt, self.options, key=self.id or ctx.id_column)
             except (
                 pd.errors.EmptyDataError,
                 ValueError,

@@ -1,0 +1,113 @@
+"""How a full run grows with the number of users: Parquet in, stored personas out.
+
+    python benchmarks/scale.py                     # 10k, 100k, 1M users x 15 features
+    python benchmarks/scale.py --rows 10000 100000
+
+Each size runs in a fresh process (so peak memory is that run's own) through the same code
+as `apg run` with the offline narrator, and prints wall time, peak memory and the time per
+stage. The last column is the ratio to the first size, so growth with n is visible.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+EXTRA = 4  # the sample table has 11 clustering columns; 4 more make 15
+
+
+def make_table(rows: int, path: Path) -> list[str]:
+    import numpy as np
+
+    from apg.sample import generate_users
+
+    table = generate_users(rows, seed=0)
+    rng = np.random.default_rng(1)
+    # Extra behavioural signals correlated with existing ones, as real tables have.
+    table["pages_per_session"] = (
+        table["avg_session_minutes"].fillna(10) / 3 + rng.gamma(2.0, 1.0, rows)
+    ).round(2)
+    table["mobile_share"] = rng.beta(2, 2, rows).round(3)
+    table["notifications_opened"] = rng.poisson(
+        np.clip(table["logins_per_month"].to_numpy() / 2, 0.1, None)
+    )
+    table["referrals"] = rng.poisson(0.3 + (table["nps"].fillna(5).to_numpy() > 8), rows)
+    table.to_parquet(path, index=False)
+    return ["pages_per_session", "mobile_share", "notifications_opened", "referrals"]
+
+
+def one(rows: int, workdir: Path) -> dict[str, float]:
+    """Run one size in this process; returns timings."""
+    from apg.config import parse_config
+    from apg.outputs import write_outputs
+    from apg.pipeline import run
+    from apg.sample import ATTITUDINAL, BEHAVIORAL, DEMOGRAPHIC, ID_COLUMN
+
+    data = workdir / f"users-{rows}.parquet"
+    extra = make_table(rows, data)
+    config = parse_config(
+        {
+            "sources": [{"kind": "file", "path": str(data)}],
+            "id_column": ID_COLUMN,
+            "features": {
+                "behavioral": [*BEHAVIORAL, *extra],
+                "attitudinal": list(ATTITUDINAL),
+                "demographic": list(DEMOGRAPHIC),
+            },
+        },
+        "benchmark",
+        base_dir=workdir,
+    )
+    start = time.perf_counter()
+    result = run(config)
+    t0 = time.perf_counter()
+    write_outputs(result, workdir / f"out-{rows}")
+    timings = dict(result.timings)
+    timings["write"] = time.perf_counter() - t0
+    timings["wall"] = time.perf_counter() - start
+    timings["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    timings["mode"] = result.search.mode  # type: ignore[assignment]
+    timings["winner"] = result.search.winner.key  # type: ignore[assignment]
+    return timings
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        with tempfile.TemporaryDirectory() as tmp:
+            print(json.dumps(one(args.child, Path(tmp))))
+        return
+    stages = ["read", "prepare", "search", "profile", "narrate", "write"]
+    print(
+        f"{'users':>10} {'wall s':>8} {'peak MiB':>9} "
+        + " ".join(f"{s:>8}" for s in stages)
+        + f" {'× first':>8}  winner"
+    )
+    first = None
+    for rows in args.rows:
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", str(rows)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        t = json.loads(out.stdout.strip().splitlines()[-1])
+        first = first or t["wall"]
+        print(
+            f"{rows:>10,} {t['wall']:>8.2f} {t['peak_mib']:>9.0f} "
+            + " ".join(f"{t.get(s, 0):>8.2f}" for s in stages)
+            + f" {t['wall'] / first:>8.2f}  {t['winner']} ({t['mode']})"
+        )
+
+
+if __name__ == "__main__":
+    main()
