@@ -60,6 +60,16 @@ def _is_numeric(s: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
 
 
+# A numeric demographic with at most this many distinct whole-number values (Channel 1/2,
+# Region 1-3, Kidhome 0-2) is described by category shares, not by mean and quartiles.
+MAX_CODE_VALUES = 12
+
+
+def _is_code(s: pd.Series) -> bool:
+    present = s.dropna()
+    return present.nunique() <= MAX_CODE_VALUES and bool((present.astype(float) % 1 == 0).all())
+
+
 def _looks_numeric(s: pd.Series) -> tuple[bool, str | None]:
     """Whether a text column is mostly numbers; returns an offending example when it is."""
     present = s.dropna().astype(str).str.strip()
@@ -162,7 +172,9 @@ def select_features(
     attitudinal = [c for c in features.attitudinal if c not in dropped]
     if not behavioral and not attitudinal:
         raise DataError(f"{origin}: every clustering column was dropped; nothing left to cluster")
-    numeric_demo = [c for c in features.demographic if _is_numeric(table[c])]
+    numeric_demo = [
+        c for c in features.demographic if _is_numeric(table[c]) and not _is_code(table[c])
+    ]
     cols = [*behavioral, *attitudinal, *features.demographic]
     raw = table[cols].assign(**converted) if converted else table[cols]
     return FeatureFrame(

@@ -140,8 +140,15 @@ def test_real_wholesale_customers_with_a_made_up_id(tmp_path: Path) -> None:
     check_invariants(out, raw, "id", config_from(config))
     assert out.doc["data"]["imputed"] == {}
     assert set(out.doc["data"]["matrix_columns"]) == set(spend)
+    # Channel (1 = Horeca, 2 = Retail) is a code: described by shares, equal to pandas counts.
+    merged = out.assignments.merge(raw.assign(id=raw["id"].astype(str)), on="id")
+    counts = pd.crosstab(merged["persona_id"], merged["Channel"])
     for p in out.doc["personas"]:
-        assert p["demographics"]["Channel"]["kind"] == "numeric"
+        channel = p["demographics"]["Channel"]
+        assert channel["kind"] == "categorical"
+        got = {c["value"]: c["count"] for c in channel["categories"]}
+        row = counts.loc[p["persona_id"]]
+        assert got == {str(k): int(v) for k, v in row.items() if v > 0}
 
 
 # --------------------------------------------------------------------------- marketing campaign
