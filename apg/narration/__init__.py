@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["LlmCall", "NarrationContext", "Narrative", "Narrator", "make_narrator", "narrative_text"]
+__all__ = [
+    "LlmCall",
+    "NarrationContext",
+    "Narrative",
+    "Narrator",
+    "make_narrator",
+    "narrative_text",
+]
 
 
 def __getattr__(name: str) -> Any:
