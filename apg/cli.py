@@ -40,6 +40,8 @@ def _warnings_to_stderr() -> Iterator[None]:
         click.echo(f"warning: {message}", err=True)
 
     with warnings.catch_warnings():
+        # Our own warnings are messages for the user, even under `python -W error`.
+        warnings.simplefilter("default")
         warnings.showwarning = show  # type: ignore[assignment]
         yield
 
@@ -61,43 +63,80 @@ def _csv(value: str | None) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()] if value else []
 
 
-def quick_config(data: Path, id_column: str, behavioral: str | None, attitudinal: str | None,
-                 demographic: str | None, sep: str | None) -> Config:
+def quick_config(
+    data: Path,
+    id_column: str,
+    behavioral: str | None,
+    attitudinal: str | None,
+    demographic: str | None,
+    sep: str | None,
+) -> Config:
     """The config that ``apg run --data ...`` stands for."""
-    options = {"sep": sep} if sep else {}
+    # A shell passes --sep '\t' as backslash-t; mean the tab the user meant.
+    options = {"sep": sep.encode().decode("unicode_escape")} if sep else {}
     raw = {
         "sources": [{"kind": "file", "path": str(data), "options": options}],
         "id_column": id_column,
-        "features": {"behavioral": _csv(behavioral), "attitudinal": _csv(attitudinal),
-                     "demographic": _csv(demographic)},
+        "features": {
+            "behavioral": _csv(behavioral),
+            "attitudinal": _csv(attitudinal),
+            "demographic": _csv(demographic),
+        },
     }
     return parse_config(raw, "command line", base_dir=Path.cwd())
 
 
 @main.command(context_settings=CONTEXT)
-@click.option("--config", "config_path", type=click.Path(path_type=Path),
-              help="YAML config file (see configs/demo.yaml).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    help="YAML config file (see configs/demo.yaml).",
+)
 @click.option("--data", type=click.Path(path_type=Path), help="A user table, instead of --config.")
 @click.option("--id", "id_column", help="With --data: the id column.")
 @click.option("--behavioral", help="With --data: comma-separated behavioral columns.")
 @click.option("--attitudinal", help="With --data: comma-separated attitudinal columns.")
 @click.option("--demographic", help="With --data: comma-separated demographic columns.")
 @click.option("--sep", help="With --data: field separator (default: from the extension).")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("apg-output"),
-              show_default=True, help="Output folder (replaced atomically).")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("apg-output"),
+    show_default=True,
+    help="Output folder (replaced atomically).",
+)
 @click.option("--seed", type=int, help="Random seed (overrides search.seed).")
-@click.option("--llm", type=click.Choice(["offline", "openai"]),
-              help="Narration client (overrides narration.client).")
+@click.option(
+    "--llm",
+    type=click.Choice(["offline", "openai"]),
+    help="Narration client (overrides narration.client).",
+)
 @click.option("--model", help="LLM model name (overrides narration.model).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
-@click.option("--db", metavar="URL",
-              help="Record the run in this database (default: $APG_DATABASE_URL, storage.url, "
-                   "else apg.db here).")
+@click.option(
+    "--db",
+    metavar="URL",
+    help="Record the run in this database (default: $APG_DATABASE_URL, storage.url, "
+    "else apg.db here).",
+)
 @click.option("--no-store", is_flag=True, help="Do not record the run in a database.")
-def run(config_path: Path | None, data: Path | None, id_column: str | None,
-        behavioral: str | None, attitudinal: str | None, demographic: str | None,
-        sep: str | None, out: Path, seed: int | None, llm: str | None, model: str | None,
-        quiet: bool, db: str | None, no_store: bool) -> None:
+def run(
+    config_path: Path | None,
+    data: Path | None,
+    id_column: str | None,
+    behavioral: str | None,
+    attitudinal: str | None,
+    demographic: str | None,
+    sep: str | None,
+    out: Path,
+    seed: int | None,
+    llm: str | None,
+    model: str | None,
+    quiet: bool,
+    db: str | None,
+    no_store: bool,
+) -> None:
     """Run the whole pipeline and write personas to --out.
 
     \b
@@ -112,11 +151,17 @@ def run(config_path: Path | None, data: Path | None, id_column: str | None,
     if config_path and data:
         raise ConfigError("give either --config FILE or --data FILE, not both")
     if config_path:
-        quick = {"--id": id_column, "--behavioral": behavioral, "--attitudinal": attitudinal,
-                 "--demographic": demographic, "--sep": sep}
+        quick = {
+            "--id": id_column,
+            "--behavioral": behavioral,
+            "--attitudinal": attitudinal,
+            "--demographic": demographic,
+            "--sep": sep,
+        }
         given = [k for k, v in quick.items() if v]
         if given:
-            raise ConfigError(f"{', '.join(given)} only apply with --data; set them in the config")
+            verb = "applies" if len(given) == 1 else "apply"
+            raise ConfigError(f"{', '.join(given)} {verb} only with --data; set it in the config")
         config = load_config(config_path)
     elif data:
         if not id_column:
@@ -165,13 +210,17 @@ def summary_text(result: Any, folder: Path) -> str:
         "",
     ]
     rows = [("persona", "size", "share", "name")]
-    rows += [(p.persona_id, f"{p.size:,}", f"{p.share:.1%}", p.narrative.name if p.narrative else "")
-             for p in result.personas]
+    rows += [
+        (p.persona_id, f"{p.size:,}", f"{p.share:.1%}", p.narrative.name if p.narrative else "")
+        for p in result.personas
+    ]
     if result.outliers.size:
         rows.append(("outliers", f"{result.outliers.size:,}", f"{result.outliers.share:.1%}", ""))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for r in rows:
-        lines.append(f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}".rstrip())
+        lines.append(
+            f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}".rstrip()
+        )
     lines += ["", f"results: {folder}"]
     return "\n".join(lines)
 
@@ -179,8 +228,12 @@ def summary_text(result: Any, folder: Path) -> str:
 @main.command(context_settings=CONTEXT)
 @click.option("--rows", type=int, default=5000, show_default=True, help="Number of users.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
-@click.option("--out", type=click.Path(path_type=Path), required=True,
-              help="Output file: .csv, .tsv, .parquet or .jsonl.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Output file: .csv, .tsv, .parquet or .jsonl.",
+)
 def sample(rows: int, seed: int, out: Path) -> None:
     """Write a synthetic user table with planted segments.
 
@@ -203,9 +256,10 @@ def sample(rows: int, seed: int, out: Path) -> None:
 
 
 def _register_store_commands() -> None:
+    from apg.cli_review import review
     from apg.cli_store import COMMANDS
 
-    for command in COMMANDS:
+    for command in [*COMMANDS, review]:
         main.add_command(command)
 
 
@@ -218,8 +272,13 @@ def sources() -> None:
 
 
 @sources.command("check", context_settings=CONTEXT)
-@click.option("--config", "config_path", type=click.Path(path_type=Path), required=True,
-              help="YAML config file.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="YAML config file.",
+)
 def sources_check(config_path: Path) -> None:
     """Read every source and print rows, columns, types, missing shares and the fingerprint,
     without clustering.

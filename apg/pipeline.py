@@ -92,15 +92,22 @@ class ContinuityHook(Protocol):
     narration: it renames personas to stable ids, carries narratives over and returns the
     personas that still need narrating."""
 
-    def before_narration(self, run_id: str, prepared: Prepared, personas: list[PersonaProfile],
-                         labels: np.ndarray) -> list[PersonaProfile]: ...
+    def before_narration(
+        self, run_id: str, prepared: Prepared, personas: list[PersonaProfile], labels: np.ndarray
+    ) -> list[PersonaProfile]: ...
 
     def after_narration(self, personas: list[PersonaProfile]) -> None: ...
 
 
-def run(config: Config, *, progress: Progress | None = None, out_dir: Path | None = None,
-        table: SourceTable | None = None, run_id: str | None = None,
-        continuity: ContinuityHook | None = None) -> RunResult:
+def run(
+    config: Config,
+    *,
+    progress: Progress | None = None,
+    out_dir: Path | None = None,
+    table: SourceTable | None = None,
+    run_id: str | None = None,
+    continuity: ContinuityHook | None = None,
+) -> RunResult:
     say = progress or (lambda _msg: None)
     timer = Timer()
     with timer.stage("read"):
@@ -109,11 +116,20 @@ def run(config: Config, *, progress: Progress | None = None, out_dir: Path | Non
             table = load_sources(config.sources, config.base_dir, config.id_column)
         say(f"read: {len(table.frame)} rows, {len(table.frame.columns)} columns")
     with timer.stage("prepare"):
-        frame = select_features(table.frame, config.id_column, config.features,
-                                degenerate=config.preprocessing.degenerate_columns)
+        labels = getattr(table, "labels", [])
+        origin = labels[0] if len(labels) == 1 else "the joined sources"
+        frame = select_features(
+            table.frame,
+            config.id_column,
+            config.features,
+            degenerate=config.preprocessing.degenerate_columns,
+            origin=origin,
+        )
         prepared = prepare(frame, config.preprocessing, seed=config.search.seed)
-        say(f"prepare: {prepared.X.shape[0]} rows x {prepared.X.shape[1]} columns"
-            + (f" ({prepared.rows_dropped} rows dropped)" if prepared.rows_dropped else ""))
+        say(
+            f"prepare: {prepared.X.shape[0]} rows x {prepared.X.shape[1]} columns"
+            + (f" ({prepared.rows_dropped} rows dropped)" if prepared.rows_dropped else "")
+        )
     with timer.stage("search"):
         result = run_search(prepared.X, config.search, say)
         w = result.winner
@@ -127,9 +143,11 @@ def run(config: Config, *, progress: Progress | None = None, out_dir: Path | Non
     with timer.stage("narrate"):
         narrator = make_narrator(config.narration, progress=say)
         ctx = NarrationContext(
-            run_id=run_id, n_users=len(result.labels), outliers=outliers if outliers.size else None,
+            run_id=run_id,
+            n_users=len(result.labels),
+            outliers=outliers if outliers.size else None,
             feature_roles={c: prepared.frame.role_of(c) for c in prepared.frame.features},
-            out_dir=out_dir,
+            out_dir=None,  # outputs.py writes llm_calls.jsonl with the rest of the folder
         )
         narratives: list[Narrative] = narrator.narrate(to_narrate, ctx) if to_narrate else []
         for persona, narrative in zip(to_narrate, narratives, strict=True):
@@ -137,20 +155,32 @@ def run(config: Config, *, progress: Progress | None = None, out_dir: Path | Non
         if continuity is not None:
             continuity.after_narration(personas)
         carried = len(personas) - len(to_narrate)
-        say(f"narrate: {len(to_narrate)} personas ({config.narration.client})"
-            + (f", {carried} carried over from the previous run" if carried else ""))
+        say(
+            f"narrate: {len(to_narrate)} personas ({config.narration.client})"
+            + (f", {carried} carried over from the previous run" if carried else "")
+        )
     return RunResult(
-        run_id=run_id, created_at=created_at(), config=config, table=table, prepared=prepared,
-        search=result, personas=personas, outliers=outliers, labels=result.labels,
-        llm_calls=list(getattr(narrator, "calls", [])), timings=timer.timings,
+        run_id=run_id,
+        created_at=created_at(),
+        config=config,
+        table=table,
+        prepared=prepared,
+        search=result,
+        personas=personas,
+        outliers=outliers,
+        labels=result.labels,
+        llm_calls=list(getattr(narrator, "calls", [])),
+        timings=timer.timings,
     )
 
 
 def labels_frame(result: RunResult) -> pd.DataFrame:
     """One row per clustered user: id, cluster (-1 noise) and persona id (empty for noise)."""
     persona_of = {p.cluster: p.persona_id for p in result.personas}
-    return pd.DataFrame({
-        result.config.id_column: result.frame.ids.to_numpy(),
-        "cluster": result.labels,
-        "persona_id": [persona_of.get(int(c), "") for c in result.labels],
-    })
+    return pd.DataFrame(
+        {
+            result.config.id_column: result.frame.ids.to_numpy(),
+            "cluster": result.labels,
+            "persona_id": [persona_of.get(int(c), "") for c in result.labels],
+        }
+    )

@@ -1,0 +1,149 @@
+"""The tables at the latest schema version, for queries (SQLAlchemy Core).
+
+``apg.migrations`` creates and upgrades them; a test checks that a migrated database has
+exactly these columns. Times are ISO-8601 UTC text with microseconds (``...T03:00:00.000123Z``)
+so they sort and compare the same way on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+ID = sa.String(64)
+TIME = sa.String(32)
+
+schema_version = sa.Table(
+    "apg_schema_version",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("applied_at", TIME, nullable=False),
+)
+
+runs = sa.Table(
+    "apg_runs",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("started_at", TIME, nullable=False),
+    sa.Column("finished_at", TIME),
+    sa.Column("status", sa.String(16), nullable=False),  # succeeded | failed
+    sa.Column("error", sa.Text),
+    sa.Column("apg_version", sa.String(32), nullable=False),
+    sa.Column("config", sa.JSON),  # secrets masked
+    sa.Column("config_hash", sa.String(80)),
+    sa.Column("content_id", sa.String(80)),  # pipeline.run_identity: data + config + version
+    sa.Column("fingerprint", sa.String(80)),
+    sa.Column("rows_read", sa.Integer),
+    sa.Column("rows_used", sa.Integer),
+    sa.Column("rows_dropped", sa.Integer),
+    sa.Column("algorithm", sa.String(32)),
+    sa.Column("params", sa.JSON),
+    sa.Column("n_clusters", sa.Integer),
+    sa.Column("silhouette", sa.Float),
+    sa.Column("noise_share", sa.Float),
+    sa.Column("summary", sa.JSON),  # data + selection sections of personas.json, timings
+    # v2: identity across runs
+    sa.Column("previous_run_id", ID),
+    sa.Column("match_method", sa.String(16)),  # members | centroid | None (first run)
+    sa.Column("shared_ids", sa.Float),
+    sa.Column("feature_stats", sa.JSON),  # numeric feature -> [mean, std] of this run
+)
+
+candidates = sa.Table(
+    "apg_candidates",
+    metadata,
+    sa.Column("run_id", ID, sa.ForeignKey("apg_runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("idx", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("algorithm", sa.String(32), nullable=False),
+    sa.Column("params", sa.JSON, nullable=False),
+    sa.Column("n_clusters", sa.Integer, nullable=False),
+    sa.Column("noise_share", sa.Float),
+    sa.Column("min_cluster_share", sa.Float),
+    sa.Column("silhouette", sa.Float),
+    sa.Column("davies_bouldin", sa.Float),
+    sa.Column("calinski_harabasz", sa.Float),
+    sa.Column("inertia", sa.Float),
+    sa.Column("eligible", sa.Boolean, nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("selected", sa.Boolean, nullable=False),
+    sa.Column("seconds", sa.Float),
+)
+
+models = sa.Table(
+    "apg_models",
+    metadata,
+    sa.Column("run_id", ID, sa.ForeignKey("apg_runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("algorithm", sa.String(32), nullable=False),
+    sa.Column("document", sa.Text, nullable=False),  # apg.model_io JSON, never pickle
+)
+
+personas = sa.Table(
+    "apg_personas",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("created_run_id", ID, sa.ForeignKey("apg_runs.id"), nullable=False),
+    sa.Column("created_at", TIME, nullable=False),
+)
+
+persona_runs = sa.Table(
+    "apg_persona_runs",
+    metadata,
+    sa.Column("run_id", ID, sa.ForeignKey("apg_runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("persona_id", sa.String(32), sa.ForeignKey("apg_personas.id"), primary_key=True),
+    sa.Column("cluster", sa.Integer),  # None for a retired persona
+    sa.Column("rank", sa.Integer),  # 1 = largest in the run
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("share", sa.Float, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # new|continuing|changed|retired
+    sa.Column("profile", sa.JSON),  # PersonaProfile without its narrative
+    # v2: identity across runs
+    sa.Column("matched_by", sa.String(16)),  # members | centroid
+    sa.Column("similarity", sa.Float),  # Jaccard, or centroid distance
+    sa.Column("drift", sa.JSON),
+    sa.Index("ix_apg_persona_runs_persona", "persona_id"),
+)
+
+narratives = sa.Table(
+    "apg_narratives",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("persona_id", sa.String(32), sa.ForeignKey("apg_personas.id"), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("run_id", ID, sa.ForeignKey("apg_runs.id")),  # the run that drafted it
+    sa.Column("origin", sa.String(16), nullable=False),  # generated | edited
+    sa.Column("body", sa.JSON, nullable=False),  # apg.narration.schema.Narrative
+    sa.Column("status", sa.String(16), nullable=False),  # draft | approved | rejected
+    sa.Column("created_by", sa.String(128), nullable=False),
+    sa.Column("created_at", TIME, nullable=False),
+    sa.Column("note", sa.Text),
+    sa.Column("reviewed_by", sa.String(128)),
+    sa.Column("reviewed_at", TIME),
+    sa.Column("review_note", sa.Text),
+    sa.UniqueConstraint("persona_id", "version", name="uq_apg_narratives_version"),
+)
+
+members = sa.Table(  # v2
+    "apg_members",
+    metadata,
+    sa.Column("run_id", ID, sa.ForeignKey("apg_runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("user_id", sa.String(256), primary_key=True),
+    sa.Column("cluster", sa.Integer, nullable=False),  # -1: outlier
+)
+
+llm_calls = sa.Table(  # v3
+    "apg_llm_calls",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", ID, sa.ForeignKey("apg_runs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("persona_id", sa.String(32)),
+    sa.Column("seq", sa.Integer),
+    sa.Column("purpose", sa.String(16)),
+    sa.Column("model", sa.String(128)),
+    sa.Column("status", sa.String(16)),
+    sa.Column("latency_ms", sa.Float),
+    sa.Column("started_at", TIME),
+    sa.Column("record", sa.JSON, nullable=False),
+    sa.Index("ix_apg_llm_calls_run", "run_id"),
+)
