@@ -24,22 +24,24 @@ class Strict(BaseModel):
 
 
 def _k_range(value: Any) -> list[int]:
-    """``[2, 10]`` is an inclusive range; a single integer is one value."""
-    if isinstance(value, bool):
-        raise ValueError("k must be an integer or a [min, max] pair")
-    if isinstance(value, int):
-        lo = hi = value
-    elif (
-        isinstance(value, list | tuple)
-        and len(value) == 2
-        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-    ):
-        lo, hi = value
-    else:
+    """``[2, 10]`` is an inclusive range; ``4`` or ``[4]`` is one value; three or more
+    integers are the values themselves (which is also how a validated config dumps)."""
+
+    def is_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if is_int(value):
+        value = [value]
+    if not isinstance(value, list | tuple) or not value or not all(is_int(v) for v in value):
         raise ValueError(f"k must be an integer or a [min, max] pair of integers, got {value!r}")
-    if lo < 2 or hi < lo:
-        raise ValueError(f"k range [{lo}, {hi}] must satisfy 2 <= min <= max")
-    return list(range(lo, hi + 1))
+    if len(value) == 2:
+        lo, hi = value
+        if lo < 2 or hi < lo:
+            raise ValueError(f"k range [{lo}, {hi}] must satisfy 2 <= min <= max")
+        return list(range(lo, hi + 1))
+    if min(value) < 2:
+        raise ValueError(f"every k must be at least 2, got {min(value)}")
+    return sorted(set(value))
 
 
 class FeaturesConfig(Strict):

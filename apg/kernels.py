@@ -58,10 +58,10 @@ def linkage_matrices(
     """Return the linkage matrix Z (scipy's format) for each linkage method.
 
     Trees come from fastcluster, whose output equals scipy's ``linkage`` (which sklearn
-    uses) row for row, ties included, in less time. Without ``condensed`` the distance
-    matrix is recomputed per linkage and consumed in place, so memory peaks at one
-    condensed matrix (1.6 GB at n=20,000) instead of two; with ``condensed`` (which must be
-    ``pdist(X)``) that matrix is left intact.
+    uses) row for row, ties included, in less time. The distance matrix is computed once
+    (or passed as ``condensed``, which must be ``pdist(X)`` and is left intact). fastcluster
+    works on its own copy of it, so memory peaks at two condensed matrices (3.2 GB at
+    n=20,000), as a single scikit-learn fit does.
     """
     X = _as_float_matrix(X)
     if X.shape[0] < 2:
@@ -72,12 +72,13 @@ def linkage_matrices(
     expected = X.shape[0] * (X.shape[0] - 1) // 2
     if condensed is not None and condensed.shape != (expected,):
         raise ValueError("condensed must be pdist(X)")
+    owned = condensed is None
+    distances = pdist(X) if condensed is None else condensed
     trees = {}
-    for method in linkages:
-        if condensed is None:
-            trees[method] = fastcluster.linkage(pdist(X), method=method, preserve_input=False)
-        else:
-            trees[method] = fastcluster.linkage(condensed, method=method, preserve_input=True)
+    for i, method in enumerate(linkages):
+        # The last tree may consume a matrix this function made itself.
+        last = owned and i == len(linkages) - 1
+        trees[method] = fastcluster.linkage(distances, method=method, preserve_input=not last)
     return trees
 
 

@@ -11,8 +11,9 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -25,11 +26,15 @@ from apg import kernels
 from apg.clusters import ClusterModel
 from apg.config import SearchConfig
 from apg.errors import SearchError
+from apg.trees_worker import TreeJob
 
 ALGORITHM_ORDER = {"kmeans": 0, "agglomerative": 1, "dbscan": 2}
 # Silhouettes equal to this many decimals are a tie (guards against float noise between
 # algorithms that find the same partition).
 TIE_DECIMALS = 12
+# From this many rows the hierarchical trees are built in a worker process (measured: below
+# it, starting the process costs more than the overlap saves).
+PARALLEL_TREES_MIN_ROWS = 4000
 
 Progress = Callable[[str], None]
 
@@ -104,17 +109,31 @@ def _kmeans(X: np.ndarray, cfg: SearchConfig, progress: Progress) -> list[Candid
     return out
 
 
+def timed_trees(X: np.ndarray, linkages: list[str]) -> tuple[dict[str, np.ndarray], float]:
+    """One condensed distance matrix shared by every linkage; one tree per linkage."""
+    start = time.perf_counter()
+    trees = kernels.linkage_matrices(X, linkages)
+    return trees, time.perf_counter() - start
+
+
 def _agglomerative(
-    X: np.ndarray, cfg: SearchConfig, progress: Progress, trees: dict[str, np.ndarray]
+    X: np.ndarray,
+    cfg: SearchConfig,
+    progress: Progress,
+    trees: dict[str, np.ndarray],
+    tree_seconds: float | None = None,
 ) -> list[Candidate]:
+    """Cut one tree per linkage at every k. ``trees`` may arrive already built (by a worker
+    process, with ``tree_seconds`` its build time); missing ones are built here."""
     assert cfg.agglomerative is not None
     ks = [k for k in cfg.agglomerative.k if k < len(X)]
     if not ks:
         return []
-    start = time.perf_counter()
-    # One condensed distance matrix shared by every linkage; one tree per linkage.
-    trees.update(kernels.linkage_matrices(X, cfg.agglomerative.linkage))
-    shared = (time.perf_counter() - start) / len(trees)
+    linkages = list(cfg.agglomerative.linkage)
+    if not all(m in trees for m in linkages):
+        built, tree_seconds = timed_trees(X, linkages)
+        trees.update(built)
+    shared = (tree_seconds or 0.0) / len(linkages)
     out = []
     for linkage in cfg.agglomerative.linkage:
         t0 = time.perf_counter()
@@ -251,23 +270,50 @@ def run_search(X: np.ndarray, cfg: SearchConfig, progress: Progress | None = Non
     return result
 
 
+@contextmanager
+def _tree_builder(X: np.ndarray, cfg: SearchConfig) -> Iterator[TreeJob | None]:
+    """Build the hierarchical trees in a worker process while this one fits K-Means and
+    DBSCAN. fastcluster holds the GIL, so a thread would not overlap; below
+    ``PARALLEL_TREES_MIN_ROWS`` the process start costs more than it saves."""
+    if cfg.agglomerative is None or len(X) < PARALLEL_TREES_MIN_ROWS or _workers() < 2:
+        yield None
+        return
+    job = TreeJob(X, list(cfg.agglomerative.linkage))
+    try:
+        yield job
+    finally:
+        job.close()
+
+
 def _search(X: np.ndarray, cfg: SearchConfig, say: Progress) -> SearchResult:
     trees: dict[str, np.ndarray] = {}
-    candidates: list[Candidate] = []
-    with warnings.catch_warnings():
+    kmeans: list[Candidate] = []
+    agglomerative: list[Candidate] = []
+    dbscan: list[Candidate] = []
+    with warnings.catch_warnings(), _tree_builder(X, cfg) as pending:
         # KMeans warns when it finds fewer distinct clusters than asked (duplicate points);
         # the candidate's cluster count already records that.
         warnings.simplefilter("ignore", category=UserWarning)
         if cfg.kmeans is not None:
-            candidates += _kmeans(X, cfg, say)
-        if cfg.agglomerative is not None:
-            candidates += _agglomerative(X, cfg, say, trees)
+            kmeans = _kmeans(X, cfg, say)
         if cfg.dbscan is not None:
-            candidates += _dbscan(X, cfg, say)
+            dbscan = _dbscan(X, cfg, say)
+        if pending is not None:
+            # Score what is ready while the worker builds the trees.
+            say(f"search: scoring {len(kmeans) + len(dbscan)} candidates")
+            _score(X, [*kmeans, *dbscan], cfg)
+        if cfg.agglomerative is not None:
+            seconds = None
+            if pending is not None:
+                built, seconds = pending.result()
+                trees.update(built)
+            agglomerative = _agglomerative(X, cfg, say, trees, seconds)
+    candidates = [*kmeans, *agglomerative, *dbscan]
     if not candidates:
         raise SearchError(f"no candidate could be fitted on {len(X)} rows; lower the k ranges")
-    say(f"search: scoring {len(candidates)} candidates")
-    _score(X, candidates, cfg)
+    unscored = agglomerative if pending is not None else candidates
+    say(f"search: scoring {len(unscored)} candidates")
+    _score(X, unscored, cfg)
     wcss = {
         c.params["k"]: c.inertia
         for c in candidates

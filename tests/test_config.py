@@ -12,7 +12,7 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from apg.config import Config, load_config, parse_config
+from apg.config import Config, SearchConfig, load_config, parse_config
 from apg.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -216,12 +216,13 @@ def test_config_k_invalid_range_is_an_error_naming_the_key(lo: int, hi: int) -> 
 @pytest.mark.parametrize(
     ("k", "expected"),
     [
-        (1, "search.kmeans.k: k range [1, 1] must satisfy 2 <= min <= max"),
-        (True, "search.kmeans.k: k must be an integer or a [min, max] pair"),
+        (1, "search.kmeans.k: every k must be at least 2, got 1"),
         (
-            [2, 3, 4],
-            "search.kmeans.k: k must be an integer or a [min, max] pair of integers, got [2, 3, 4]",
+            True,
+            "search.kmeans.k: k must be an integer or a [min, max] pair of integers, got True",
         ),
+        ([2, 1, 4], "search.kmeans.k: every k must be at least 2, got 1"),
+        ([], "search.kmeans.k: k must be an integer or a [min, max] pair of integers, got []"),
         (
             [2.0, 4],
             "search.kmeans.k: k must be an integer or a [min, max] pair of integers, got [2.0, 4]",
@@ -466,3 +467,17 @@ def test_config_load_sets_base_dir_to_the_config_folder(tmp_path: Path) -> None:
     path = folder / "run.yaml"
     path.write_text(yaml.safe_dump(base()), encoding="utf-8")
     assert load_config(path).base_dir == folder.resolve()
+
+
+@pytest.mark.parametrize(
+    ("k", "values"),
+    [(4, [4]), ([4], [4]), ([3, 5], [3, 4, 5]), ([7, 3, 5, 3], [3, 5, 7])],
+)
+def test_config_k_forms(k: Any, values: list[int]) -> None:
+    assert SearchConfig.model_validate({"kmeans": {"k": k}}).kmeans.k == values  # type: ignore[union-attr]
+
+
+def test_config_dump_validates_again_to_the_same_config() -> None:
+    cfg = SearchConfig.model_validate({"kmeans": {"k": [2, 10]}})
+    again = SearchConfig.model_validate(cfg.model_dump(mode="json"))
+    assert again == cfg

@@ -1,0 +1,132 @@
+"""Sample mode (fit on a sample, assign everyone) and the tree worker process."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.cluster import AgglomerativeClustering
+from sklearn.datasets import make_blobs
+from sklearn.metrics import pairwise_distances, silhouette_score
+
+from apg.clusters import ClusterModel
+from apg.config import SearchConfig
+from apg.search import PARALLEL_TREES_MIN_ROWS, run_search
+from apg.trees_worker import TreeJob
+
+
+@pytest.fixture(scope="module")
+def X() -> np.ndarray:
+    X, _ = make_blobs(n_samples=1200, centers=4, n_features=5, cluster_std=1.2, random_state=3)
+    return X
+
+
+def sample_cfg(**algorithms: object) -> SearchConfig:
+    grid = {"kmeans": None, "agglomerative": None, "dbscan": None, **algorithms}
+    return SearchConfig.model_validate(
+        {**grid, "exact_max_rows": 300, "sample_size": 300, "seed": 4, "min_cluster_share": 0.0}
+    )
+
+
+def fitted_rows(n: int, cfg: SearchConfig) -> np.ndarray:
+    """The sample the search promises: seeded, without replacement, sorted."""
+    return np.sort(np.random.default_rng(cfg.seed).choice(n, size=cfg.sample_size, replace=False))
+
+
+def test_sample_mode_fits_candidates_on_the_seeded_sample(X: np.ndarray) -> None:
+    cfg = sample_cfg(kmeans={"k": [3, 5]})
+    result = run_search(X, cfg)
+    assert result.mode == "sample"
+    np.testing.assert_array_equal(result.sample_indices, fitted_rows(len(X), cfg))
+    assert all(len(c.labels) == cfg.sample_size for c in result.candidates)
+    assert len(result.labels) == len(X)
+    # Fitted rows keep the labels that were scored.
+    sample = fitted_rows(len(X), cfg)
+    np.testing.assert_array_equal(result.labels[sample], result.winner.labels)
+
+
+def test_sample_mode_kmeans_assigns_the_nearest_centre(X: np.ndarray) -> None:
+    cfg = sample_cfg(kmeans={"k": [4]})
+    result = run_search(X, cfg)
+    centers = result.winner.centers
+    assert centers is not None
+    expected = pairwise_distances(X, centers).argmin(axis=1)
+    rest = np.setdiff1d(np.arange(len(X)), fitted_rows(len(X), cfg))
+    np.testing.assert_array_equal(result.labels[rest], expected[rest])
+
+
+def test_sample_mode_agglomerative_assigns_the_nearest_cluster_centroid(X: np.ndarray) -> None:
+    cfg = sample_cfg(agglomerative={"k": [4], "linkage": ["ward"]})
+    result = run_search(X, cfg)
+    sample = fitted_rows(len(X), cfg)
+    sample_labels = AgglomerativeClustering(n_clusters=4, linkage="ward").fit_predict(X[sample])
+    np.testing.assert_array_equal(result.winner.labels, sample_labels)
+    centroids = np.vstack([X[sample][sample_labels == c].mean(axis=0) for c in range(4)])
+    expected = pairwise_distances(X, centroids).argmin(axis=1)
+    rest = np.setdiff1d(np.arange(len(X)), sample)
+    np.testing.assert_array_equal(result.labels[rest], expected[rest])
+
+
+def test_sample_mode_dbscan_assigns_nearest_core_within_eps_else_noise(X: np.ndarray) -> None:
+    cfg = sample_cfg(dbscan={"eps": [1.5], "min_samples": [5]})
+    cfg.max_noise_share = 1.0
+    result = run_search(X, cfg)
+    sample = fitted_rows(len(X), cfg)
+    core = result.winner.core_indices
+    assert core is not None and len(core) > 0
+    core_points = X[sample][core]
+    core_labels = result.winner.labels[core]
+    d = pairwise_distances(X, core_points)
+    nearest = d.argmin(axis=1)
+    expected = np.where(d.min(axis=1) <= 1.5, core_labels[nearest], -1)
+    rest = np.setdiff1d(np.arange(len(X)), sample)
+    np.testing.assert_array_equal(result.labels[rest], expected[rest])
+    far = np.vstack([X, X.max(axis=0) + 100])  # a user far from everyone is noise
+    assert result.model.predict(far)[-1] == -1
+
+
+def test_sample_mode_reports_silhouette_of_final_labels_on_a_fresh_sample(X: np.ndarray) -> None:
+    cfg = sample_cfg(kmeans={"k": [4]})
+    result = run_search(X, cfg)
+    fresh = np.sort(
+        np.random.default_rng(cfg.seed + 1).choice(len(X), size=cfg.sample_size, replace=False)
+    )
+    expected = silhouette_score(X[fresh], result.labels[fresh])
+    assert result.assigned_silhouette == pytest.approx(expected, abs=1e-9)
+
+
+def test_exact_mode_below_exact_max_rows(X: np.ndarray) -> None:
+    cfg = sample_cfg(kmeans={"k": [4]})
+    cfg.exact_max_rows = len(X)
+    result = run_search(X, cfg)
+    assert result.mode == "exact" and result.sample_indices is None
+    assert result.assigned_silhouette is None
+
+
+def test_cluster_model_predict_is_chunk_size_independent(X: np.ndarray) -> None:
+    model = ClusterModel("centroid", X[:4].copy(), np.arange(4))
+    np.testing.assert_array_equal(model.predict(X, chunk_rows=7), model.predict(X))
+
+
+def test_tree_job_returns_the_same_trees_as_in_process() -> None:
+    from apg.kernels import linkage_matrices
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 4))
+    job = TreeJob(X, ["ward", "average"])
+    trees, seconds = job.result()
+    expected = linkage_matrices(X, ["ward", "average"])
+    assert seconds >= 0
+    for m in ("ward", "average"):
+        np.testing.assert_array_equal(trees[m], expected[m])
+
+
+def test_run_search_with_tree_worker_matches_sklearn() -> None:
+    n = PARALLEL_TREES_MIN_ROWS  # the smallest size that uses the worker process
+    X, _ = make_blobs(n_samples=n, centers=3, n_features=3, random_state=1)
+    cfg = SearchConfig.model_validate(
+        {"kmeans": None, "dbscan": None, "agglomerative": {"k": [3, 4], "linkage": ["average"]}}
+    )
+    result = run_search(X, cfg)
+    for c in result.candidates:
+        expected = AgglomerativeClustering(n_clusters=c.params["k"], linkage="average").fit(X)
+        np.testing.assert_array_equal(c.labels, expected.labels_)
