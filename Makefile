@@ -26,12 +26,12 @@ demo: $(VENV)/.installed
 
 ## test: install dev dependencies into .venv, lint, run the test suite
 test: $(VENV)/.installed-dev
-	$(VENV)/bin/ruff check apg tests benchmarks
-	$(VENV)/bin/ruff format --check apg tests benchmarks
+	$(VENV)/bin/ruff check apg tests benchmarks scripts
+	$(VENV)/bin/ruff format --check apg tests benchmarks scripts
 	$(PY) -m pytest
 
 lint: $(VENV)/.installed-dev
-	$(VENV)/bin/ruff check apg tests benchmarks
+	$(VENV)/bin/ruff check apg tests benchmarks scripts
 
 format: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff format apg tests benchmarks

@@ -3,6 +3,10 @@
 The table is read like a ``file`` source (same readers, id checks and text handling), passed
 through the stored preprocessing and placed with the winner's rule (see ``apg.model_io``):
 nearest centre or centroid, or for DBSCAN the nearest core sample within eps, else outlier.
+
+:func:`assign_file_to_csv` (``apg assign``) streams CSV, TSV and Parquet input batch by batch
+(``apg.streaming``; with ``dask=ADDRESS``, Parquet partitions on a Dask cluster, see
+``apg.scaleout``) and writes the same bytes as the in-memory path.
 """
 
 from __future__ import annotations
@@ -10,14 +14,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from apg.errors import DataError
+from apg.errors import ApgError, ConfigError, DataError
 from apg.model_io import StoredModel
 from apg.sources.base import SourceContext
-from apg.sources.file import FileSource
+from apg.sources.file import FileSource, format_of
 from apg.store import Store
+from apg.streaming import (
+    DEFAULT_BATCH_ROWS,
+    StreamingUnsupported,
+    assign_stream,
+    labels_frame,
+    ordered_counts,
+    write_labels_chunk,
+)
 
 
 @dataclass
@@ -29,8 +40,17 @@ class Assignment:
     def counts(self) -> dict[str, int]:
         """Users per persona id, largest first (ties by id); outliers (``""``) last."""
         counts = self.frame["persona_id"].value_counts()
-        order = sorted(counts.items(), key=lambda kv: (kv[0] == "", -kv[1], kv[0]))
-        return {str(k): int(v) for k, v in order}
+        return ordered_counts({str(k): int(v) for k, v in counts.items()})
+
+
+@dataclass
+class Written:
+    """What :func:`assign_file_to_csv` wrote."""
+
+    run_id: str
+    rows: int
+    counts: dict[str, int]  # as ``Assignment.counts``
+    mode: str  # "memory", "stream" or "dask"
 
 
 def read_users(path: Path, id_column: str, sep: str | None = None) -> pd.DataFrame:
@@ -64,11 +84,55 @@ def _assign(
     if table.empty:
         raise DataError("the table has no rows to assign")
     labels = model.assign(table)
-    frame = pd.DataFrame(
-        {
-            id_column: table[id_column].to_numpy(),
-            "cluster": labels.astype(np.int64),
-            "persona_id": [persona_of.get(int(c), "") for c in labels],
-        }
+    return Assignment(
+        run_id, id_column, labels_frame(table[id_column], labels, persona_of, id_column)
     )
-    return Assignment(run_id, id_column, frame)
+
+
+def write_labels(frame: pd.DataFrame, out: Path) -> None:
+    """Write an assignment as the labels CSV (UTF-8, ``\\n`` line ends, header)."""
+    try:
+        with open(out, "w", encoding="utf-8") as fh:
+            write_labels_chunk(frame, fh, header=True)
+    except OSError as exc:
+        raise ApgError(f"cannot write {str(out)!r}: {exc.strerror}") from None
+
+
+def assign_file_to_csv(
+    store: Store,
+    path: Path,
+    out: Path,
+    run: str | None = None,
+    sep: str | None = None,
+    *,
+    batch_rows: int | None = None,
+    dask: str | None = None,
+) -> Written:
+    """Assign the users of ``path`` and write ``out``: streamed for CSV, TSV and Parquet
+    (memory bounded by ``batch_rows``), on the Dask scheduler at ``dask`` for Parquet when
+    given, else read whole. Every way writes the same bytes."""
+    run_id, model, persona_of, id_column = stored = store.model(run)
+    if dask is not None:
+        from apg.scaleout import assign_parquet_dask_to_csv
+
+        if format_of(path) != "parquet":
+            raise ConfigError(f"--dask assigns Parquet input; {str(path)!r} is not .parquet")
+
+        done = assign_parquet_dask_to_csv(path, model, id_column, out, dask, persona_of=persona_of)
+        return Written(run_id, done.rows, done.counts, "dask")
+    try:
+        done = assign_stream(
+            path,
+            model,
+            id_column,
+            out,
+            sep=sep,
+            persona_of=persona_of,
+            batch_rows=batch_rows or DEFAULT_BATCH_ROWS,
+        )
+        return Written(run_id, done.rows, done.counts, "stream")
+    except StreamingUnsupported:
+        pass
+    result = _assign(stored, read_users(path, id_column, sep))
+    write_labels(result.frame, out)
+    return Written(run_id, len(result.frame), result.counts(), "memory")

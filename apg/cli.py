@@ -121,6 +121,11 @@ def quick_config(
     "else apg.db here).",
 )
 @click.option("--no-store", is_flag=True, help="Do not record the run in a database.")
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="If another run (e.g. the daemon's) is in progress, wait for it instead of failing.",
+)
 def run(
     config_path: Path | None,
     data: Path | None,
@@ -136,6 +141,7 @@ def run(
     quiet: bool,
     db: str | None,
     no_store: bool,
+    wait: bool,
 ) -> None:
     """Run the whole pipeline and write personas to --out.
 
@@ -185,19 +191,30 @@ def run(
     if no_store:
         if db:
             raise ConfigError("--db and --no-store contradict each other; give one")
+        if wait:
+            raise ConfigError("--wait waits for the database's run lock; it needs the store")
         result = run_pipeline(config, progress=progress, out_dir=out)
         write_outputs(result, out)
         click.echo(summary_text(result, out))
         return
     from apg.cli_store import continuity_text
     from apg.store import open_store
-    from apg.store.runner import run_with_store
+    from apg.store.locks import LockHeld
+    from apg.store.runner import judge, run_with_store
+
+    def waiting(exc: LockHeld) -> None:
+        click.echo(f"waiting for {exc.holder.describe()} to finish", err=True)
 
     with open_store(db, config.storage.url) as store:
-        stored = run_with_store(config, store, progress=progress, out_dir=out)
+        stored = run_with_store(
+            config, store, progress=progress, out_dir=out, wait=wait, on_wait=waiting
+        )
     write_outputs(stored.result, out)
     click.echo(summary_text(stored.result, out))
     click.echo(continuity_text(stored.plan, store.display_url))
+    status, reason = judge(stored.plan)
+    if status == "degraded":
+        click.echo(f"warning: recorded as degraded: {reason}", err=True)
 
 
 def summary_text(result: Any, folder: Path) -> str:
@@ -290,6 +307,26 @@ def sources_check(config_path: Path) -> None:
     from apg.sources.check import check_sources
 
     click.echo(check_sources(load_config(config_path)), nl=False)
+
+
+def _register_web_commands() -> None:
+    from apg.cli_web import COMMANDS as WEB_COMMANDS
+
+    for command in WEB_COMMANDS:
+        main.add_command(command)
+
+
+_register_web_commands()
+
+
+def _register_daemon_commands() -> None:
+    from apg.cli_daemon import COMMANDS as DAEMON_COMMANDS
+
+    for command in DAEMON_COMMANDS:
+        main.add_command(command)
+
+
+_register_daemon_commands()
 
 
 def entrypoint() -> None:

@@ -7,8 +7,6 @@ review never create a database: a mistyped ``--db`` is an error, not a new empty
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -348,28 +346,37 @@ def export(fmt: str, status: str | None, run: str | None, out: Path | None, db: 
 @click.option("--run", default=None, help="Run whose model to use (default: the latest).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output CSV.")
 @click.option("--sep", help="Field separator of --data (default: from the extension).")
+@click.option("--batch-rows", type=click.IntRange(min=1), metavar="N", help="Rows read at a time.")
+@click.option("--dask", metavar="ADDRESS", help="Assign Parquet input on this Dask scheduler.")
 @db_option
-def assign(data: Path, run: str | None, out: Path, sep: str | None, db: str | None) -> None:
+def assign(
+    data: Path,
+    run: str | None,
+    out: Path,
+    sep: str | None,
+    batch_rows: int | None,
+    dask: str | None,
+    db: str | None,
+) -> None:
     """Assign new users to the personas of a run with its stored model.
 
+    CSV, TSV and Parquet input is streamed in batches (default 131072 rows), so files larger
+    than memory work. With --dask (needs apg[dask]) Parquet partitions are assigned on the
+    cluster, whose workers must see the file at the same path.
+
     \b
-    Example:
+    Examples:
       apg assign --data new_users.csv --out labels.csv
+      apg assign --data users.parquet --out labels.csv --dask tcp://scheduler:8786
     """
-    from apg.assign import assign_file
+    from apg.assign import assign_file_to_csv
 
     if out.suffix.lower() not in (".csv", ""):
         raise ConfigError(f"--out {str(out)!r}: labels are written as CSV; use a .csv name")
     with open_db(db) as store:
-        result = assign_file(store, data, run, sep)
-    buf = io.StringIO()
-    result.frame.to_csv(buf, index=False, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
-    try:
-        out.write_text(buf.getvalue(), encoding="utf-8")
-    except OSError as exc:
-        raise ApgError(f"cannot write {str(out)!r}: {exc.strerror}") from None
-    counts = ", ".join(f"{k or 'outliers'} {v:,}" for k, v in result.counts().items())
-    click.echo(f"assigned {len(result.frame):,} users with run {result.run_id}: {counts}")
+        result = assign_file_to_csv(store, data, out, run, sep, batch_rows=batch_rows, dask=dask)
+    counts = ", ".join(f"{k or 'outliers'} {v:,}" for k, v in result.counts.items())
+    click.echo(f"assigned {result.rows:,} users with run {result.run_id}: {counts}")
     click.echo(f"labels: {out}")
 
 

@@ -134,7 +134,7 @@ class SearchConfig(Strict):
     # Up to this many rows every candidate is fitted on all rows; above it, on a seeded sample
     # of ``sample_size`` rows, and everyone is then assigned to the winner's clusters.
     exact_max_rows: int = Field(20_000, ge=100)
-    sample_size: int = Field(10_000, ge=100)
+    sample_size: int = Field(5_000, ge=100)
     backend: Literal["local", "dask"] = "local"
     dask_address: str | None = None
 

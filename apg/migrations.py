@@ -170,10 +170,47 @@ def _v3_llm_calls(conn: sa.Connection) -> None:
     md.tables["apg_llm_calls"].create(conn)
 
 
+def _v4_daemon(conn: sa.Connection) -> None:
+    add_column(conn, "apg_runs", sa.Column("reason", sa.Text))
+    add_column(conn, "apg_runs", sa.Column("pid", sa.Integer))
+    add_column(conn, "apg_runs", sa.Column("host", sa.String(255)))
+    add_column(conn, "apg_runs", sa.Column("trigger", sa.String(16)))
+    add_column(conn, "apg_runs", sa.Column("attempt", sa.Integer))
+    md = sa.MetaData()
+    sa.Table(
+        "apg_locks",
+        md,
+        sa.Column("name", sa.String(32), primary_key=True),
+        sa.Column("token", sa.String(32), nullable=False),
+        sa.Column("run_id", ID),
+        sa.Column("pid", sa.Integer, nullable=False),
+        sa.Column("host", sa.String(255), nullable=False),
+        sa.Column("command", sa.String(64), nullable=False),
+        sa.Column("started_at", TIME, nullable=False),
+        sa.Column("heartbeat_at", TIME, nullable=False),
+        sa.Column("detail", sa.JSON),
+    )
+    md.tables["apg_locks"].create(conn)
+
+
+def _v5_reports(conn: sa.Connection) -> None:
+    md = sa.MetaData()
+    sa.Table("apg_runs", md, sa.Column("id", ID, primary_key=True))
+    sa.Table(
+        "apg_reports",
+        md,
+        sa.Column("run_id", ID, sa.ForeignKey("apg_runs.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column("data", sa.JSON, nullable=False),
+    )
+    md.tables["apg_reports"].create(conn)
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "runs, candidates, models, personas and narrative versions", _v1_core),
     Migration(2, "identity across runs: members, match and drift columns", _v2_identity),
     Migration(3, "LLM call records", _v3_llm_calls),
+    Migration(4, "daemon: run reason, owner and trigger; locks", _v4_daemon),
+    Migration(5, "report data: what report.html needs, with a sample of the matrix", _v5_reports),
 ]
 LATEST = MIGRATIONS[-1].version
 

@@ -160,9 +160,13 @@ def test_record_run_crash_mid_transaction_leaves_no_half_run(tmp_path: Path) -> 
     )
     assert done.returncode == 3, done.stderr
     with Store(url) as s:
-        assert s.runs() == []
+        # Only the `running` row committed at the start is left; none of the run's content.
+        assert [r["status"] for r in s.runs()] == ["running"]
         for table in (t.candidates, t.personas, t.persona_runs, t.narratives, t.members):
             assert _count(s, table) == 0, table.name
+        # The next run finds the dead process's run and marks it interrupted.
+        h.run(s, h.blobs())
+        assert [r["status"] for r in s.runs()] == ["succeeded", "interrupted"]
 
 
 def test_failed_run_is_recorded_with_its_error(store: Store) -> None:

@@ -36,11 +36,16 @@ def not_found(kind: str, ref: str, known: list[str]) -> NotFoundError:
     return NotFoundError(f"no {kind} {ref!r}; known {kind}s: {listing(known, 8)}")
 
 
+# Runs that recorded personas: a degraded run succeeded with some offline-fallback narratives.
+WITH_CONTENT = ("succeeded", "degraded")
+
+
 def latest_run_id(conn: sa.Connection) -> str | None:
+    """The newest run that recorded personas (succeeded or degraded)."""
     r = t.runs
     return conn.execute(
         sa.select(r.c.id)
-        .where(r.c.status == "succeeded")
+        .where(r.c.status.in_(WITH_CONTENT))
         .order_by(r.c.started_at.desc(), r.c.id.desc())
         .limit(1)
     ).scalar()

@@ -21,6 +21,7 @@ from apg.model_io import from_fitted
 from apg.narration.schema import Narrative
 from apg.sources.masking import mask_secrets, mask_tree
 from apg.store import schema as t
+from apg.store.runstate import save_run
 
 if TYPE_CHECKING:
     from apg.pipeline import RunResult
@@ -76,24 +77,40 @@ def next_version(conn: sa.Connection, persona_id: str) -> int:
 
 
 def record_failure(
-    conn: sa.Connection, run_id: str, started_at: str, finished_at: str, config: Config, error: str
+    conn: sa.Connection,
+    run_id: str,
+    started_at: str,
+    finished_at: str,
+    config: Config | None,
+    error: str,
 ) -> None:
-    conn.execute(
-        t.runs.insert().values(
+    """The run's ``running`` row (or a new row) becomes ``failed`` with its error."""
+    save_run(
+        conn,
+        dict(
             id=run_id,
             started_at=started_at,
             finished_at=finished_at,
             status="failed",
             error=error[:4000],
+            reason=error[:4000],
             apg_version=__version__,
-            config=masked_config(config),
-        )
+            config=sa.null() if config is None else masked_config(config),
+        ),
     )
 
 
 def record_run(
-    conn: sa.Connection, result: RunResult, plan: Plan, *, started_at: str, finished_at: str
+    conn: sa.Connection,
+    result: RunResult,
+    plan: Plan,
+    *,
+    started_at: str,
+    finished_at: str,
+    status: str = "succeeded",
+    reason: str | None = None,
 ) -> None:
+    """The run's ``running`` row (or a new row) becomes ``status`` with all its content."""
     from apg.outputs import personas_document
     from apg.pipeline import run_identity
 
@@ -102,12 +119,14 @@ def record_run(
     doc = personas_document(result)
     config = masked_config(result.config)
     labels = np.asarray(result.labels)
-    conn.execute(
-        t.runs.insert().values(
+    save_run(
+        conn,
+        dict(
             id=run_id,
             started_at=started_at,
             finished_at=finished_at,
-            status="succeeded",
+            status=status,
+            reason=reason,
             apg_version=__version__,
             config=config,
             config_hash="sha256:"
@@ -135,7 +154,7 @@ def record_run(
             match_method=plan.method,
             shared_ids=plan.shared_ids,
             feature_stats={k: list(v) for k, v in jsonable(plan.feature_stats).items()},
-        )
+        ),
     )
     _candidates(conn, run_id, result)
     model = from_fitted(
@@ -158,6 +177,15 @@ def record_run(
     for start in range(0, len(rows), BATCH):
         conn.execute(t.members.insert(), rows[start : start + BATCH])
     _llm_calls(conn, run_id, list(getattr(result, "llm_calls", []) or []))
+    _report(conn, result)
+
+
+def _report(conn: sa.Connection, result: RunResult) -> None:
+    """What report.html needs (v5), so ``apg report`` and ``apg serve`` can redraw it."""
+    from apg.report_html import report_data_from_result
+    from apg.store.reports import write_report
+
+    write_report(conn, report_data_from_result(result))
 
 
 def _candidates(conn: sa.Connection, run_id: str, result: RunResult) -> None:

@@ -28,7 +28,7 @@ runs = sa.Table(
     sa.Column("id", ID, primary_key=True),
     sa.Column("started_at", TIME, nullable=False),
     sa.Column("finished_at", TIME),
-    sa.Column("status", sa.String(16), nullable=False),  # succeeded | failed
+    sa.Column("status", sa.String(16), nullable=False),  # apg.store.runstate.STATUSES
     sa.Column("error", sa.Text),
     sa.Column("apg_version", sa.String(32), nullable=False),
     sa.Column("config", sa.JSON),  # secrets masked
@@ -49,6 +49,12 @@ runs = sa.Table(
     sa.Column("match_method", sa.String(16)),  # members | centroid | None (first run)
     sa.Column("shared_ids", sa.Float),
     sa.Column("feature_stats", sa.JSON),  # numeric feature -> [mean, std] of this run
+    # v4: the daemon
+    sa.Column("reason", sa.Text),  # why it ended so: unchanged, degraded, interrupted
+    sa.Column("pid", sa.Integer),  # the process that ran it
+    sa.Column("host", sa.String(255)),
+    sa.Column("trigger", sa.String(16)),  # manual | schedule | run-now | retry
+    sa.Column("attempt", sa.Integer),  # 0, then 1.. for retries of a failed scheduled run
 )
 
 candidates = sa.Table(
@@ -146,4 +152,25 @@ llm_calls = sa.Table(  # v3
     sa.Column("started_at", TIME),
     sa.Column("record", sa.JSON, nullable=False),
     sa.Index("ix_apg_llm_calls_run", "run_id"),
+)
+
+reports = sa.Table(  # v5: apg.store.reports
+    "apg_reports",
+    metadata,
+    sa.Column("run_id", ID, sa.ForeignKey("apg_runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("data", sa.JSON, nullable=False),  # ReportData; arrays as base64 .npy
+)
+
+locks = sa.Table(  # v4: one run at a time, one daemon per database (apg.store.locks)
+    "apg_locks",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True),  # run | daemon
+    sa.Column("token", sa.String(32), nullable=False),  # the holder's own random id
+    sa.Column("run_id", ID),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("command", sa.String(64), nullable=False),  # e.g. "apg run", "apg daemon"
+    sa.Column("started_at", TIME, nullable=False),
+    sa.Column("heartbeat_at", TIME, nullable=False),
+    sa.Column("detail", sa.JSON),  # the daemon's schedule, config path, version
 )
