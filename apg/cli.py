@@ -113,6 +113,12 @@ def quick_config(
     help="Narration client (overrides narration.client).",
 )
 @click.option("--model", help="LLM model name (overrides narration.model).")
+@click.option(
+    "--dask",
+    "dask_address",
+    metavar="ADDRESS",
+    help="Fit the candidates on this Dask scheduler (needs apg[dask]).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 @click.option(
     "--db",
@@ -138,6 +144,7 @@ def run(
     seed: int | None,
     llm: str | None,
     model: str | None,
+    dask_address: str | None,
     quiet: bool,
     db: str | None,
     no_store: bool,
@@ -183,6 +190,9 @@ def run(
         config.narration.client = llm  # type: ignore[assignment]
     if model:
         config.narration.model = model
+    if dask_address:
+        config.search.backend = "dask"
+        config.search.dask_address = dask_address
 
     def progress(msg: str) -> None:
         if not quiet:

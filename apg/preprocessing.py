@@ -36,6 +36,11 @@ class Prepared:
     pca_variance: list[float] | None = None
 
 
+def _as_text(values: pd.Series) -> pd.Series:
+    """Categorical values compared as text, so mixed types (1 and "1") do not split."""
+    return values.astype("string").astype(object).where(values.notna(), np.nan)
+
+
 def build_transformer(frame: FeatureFrame, config: PreprocessingConfig, seed: int) -> Pipeline:
     strategy = "mean" if config.missing == "impute_mean" else "median"
     parts = []
@@ -92,9 +97,8 @@ def prepare(frame: FeatureFrame, config: PreprocessingConfig, seed: int = 0) -> 
         imputed = {c: int(n) for c, n in missing.sum().items() if n}
 
     # Categorical values are compared as text so mixed types (e.g. 1 and "1") do not split.
-    data = features.copy()
-    for col in frame.categorical_features:
-        data[col] = data[col].astype("string").astype(object).where(data[col].notna(), np.nan)
+    # Copy-on-write: replacing a column never touches the user's frame, so no deep copy.
+    data = features.assign(**{c: _as_text(features[c]) for c in frame.categorical_features})
     transformer = build_transformer(frame, config, seed)
     try:
         X = np.asarray(transformer.fit_transform(data), dtype=np.float64)
@@ -119,7 +123,8 @@ def prepare(frame: FeatureFrame, config: PreprocessingConfig, seed: int = 0) -> 
 
 def transform(prepared: Prepared, table: pd.DataFrame) -> np.ndarray:
     """Apply the fitted transform to new rows (same columns) for assignment."""
-    data = table[prepared.frame.features].copy()
-    for col in prepared.frame.categorical_features:
-        data[col] = data[col].astype("string").astype(object).where(data[col].notna(), np.nan)
+    features = table[prepared.frame.features]
+    data = features.assign(
+        **{c: _as_text(features[c]) for c in prepared.frame.categorical_features}
+    )
     return np.asarray(prepared.transformer.transform(data), dtype=np.float64)

@@ -3,10 +3,10 @@
 Fits: :func:`fit_candidates_dask` runs the search's units of work as tasks on the cluster
 through joblib's ``dask`` backend: one K-Means fit per k, one tree per linkage cut at every k,
 and one DBSCAN neighbour graph answering every (eps, min_samples). Each unit computes what the
-local search (``apg.search``) computes, so candidates are equal: same labels, inertia, centres
-and core samples. K-Means runs on one OpenMP thread inside its task: its sums are reduced per
-thread, so the thread count changes inertia and centres in the last bits, and a pinned count
-gives the same numbers on every machine.
+local search (``apg.search``) computes, so candidates are equal: same labels, core samples
+and trees, hence scores. K-Means runs on one OpenMP thread inside its task: its sums are
+reduced per thread, so the thread count moves inertia and centres in the last bits; pinned,
+they are the same on every machine (and bitwise those of a local fit pinned the same way).
 
 Assignment: :func:`assign_parquet_dask` maps the stored model over the partitions of a Parquet
 file (``dd.read_parquet(...).map_partitions``); :func:`write_labels_dask` gathers the

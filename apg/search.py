@@ -90,7 +90,9 @@ def _kmeans(X: np.ndarray, cfg: SearchConfig, progress: Progress) -> list[Candid
 
     def fit(k: int) -> Candidate:
         start = time.perf_counter()
-        model = KMeans(n_clusters=k, n_init=grid.n_init, random_state=cfg.seed).fit(X)
+        # OpenMP limits are per thread: the limit around the pool does not reach this one.
+        with threadpool_limits(limits=1, user_api="openmp"):
+            model = KMeans(n_clusters=k, n_init=grid.n_init, random_state=cfg.seed).fit(X)
         return Candidate(
             "kmeans",
             {"k": k},
@@ -285,33 +287,48 @@ def _tree_builder(X: np.ndarray, cfg: SearchConfig) -> Iterator[TreeJob | None]:
         job.close()
 
 
-def _search(X: np.ndarray, cfg: SearchConfig, say: Progress) -> SearchResult:
-    trees: dict[str, np.ndarray] = {}
+def _fit_local(
+    X: np.ndarray, cfg: SearchConfig, say: Progress, trees: dict[str, np.ndarray]
+) -> tuple[list[Candidate], list[Candidate]]:
+    """Every candidate in grid order, and those already scored while the trees were built."""
     kmeans: list[Candidate] = []
     agglomerative: list[Candidate] = []
     dbscan: list[Candidate] = []
-    with warnings.catch_warnings(), _tree_builder(X, cfg) as pending:
-        # KMeans warns when it finds fewer distinct clusters than asked (duplicate points);
-        # the candidate's cluster count already records that.
-        warnings.simplefilter("ignore", category=UserWarning)
+    scored: list[Candidate] = []
+    with _tree_builder(X, cfg) as pending:
         if cfg.kmeans is not None:
             kmeans = _kmeans(X, cfg, say)
         if cfg.dbscan is not None:
             dbscan = _dbscan(X, cfg, say)
         if pending is not None:
             # Score what is ready while the worker builds the trees.
-            say(f"search: scoring {len(kmeans) + len(dbscan)} candidates")
-            _score(X, [*kmeans, *dbscan], cfg)
+            scored = [*kmeans, *dbscan]
+            say(f"search: scoring {len(scored)} candidates")
+            _score(X, scored, cfg)
         if cfg.agglomerative is not None:
             seconds = None
             if pending is not None:
                 built, seconds = pending.result()
                 trees.update(built)
             agglomerative = _agglomerative(X, cfg, say, trees, seconds)
-    candidates = [*kmeans, *agglomerative, *dbscan]
+    return [*kmeans, *agglomerative, *dbscan], scored
+
+
+def _search(X: np.ndarray, cfg: SearchConfig, say: Progress) -> SearchResult:
+    trees: dict[str, np.ndarray] = {}
+    with warnings.catch_warnings():
+        # KMeans warns when it finds fewer distinct clusters than asked (duplicate points);
+        # the candidate's cluster count already records that.
+        warnings.simplefilter("ignore", category=UserWarning)
+        if cfg.backend == "dask":
+            from apg.scaleout import fit_candidates_dask
+
+            candidates, scored = fit_candidates_dask(X, cfg, say, trees), []
+        else:
+            candidates, scored = _fit_local(X, cfg, say, trees)
     if not candidates:
         raise SearchError(f"no candidate could be fitted on {len(X)} rows; lower the k ranges")
-    unscored = agglomerative if pending is not None else candidates
+    unscored = [c for c in candidates if not any(c is s for s in scored)]
     say(f"search: scoring {len(unscored)} candidates")
     _score(X, unscored, cfg)
     wcss = {

@@ -39,11 +39,14 @@ def make_table(rows: int, path: Path) -> list[str]:
     )
     table["referrals"] = rng.poisson(0.3 + (table["nps"].fillna(5).to_numpy() > 8), rows)
     table.to_parquet(path, index=False)
-    return ["pages_per_session", "mobile_share", "notifications_opened", "referrals"]
+    return EXTRA_COLUMNS
+
+
+EXTRA_COLUMNS = ["pages_per_session", "mobile_share", "notifications_opened", "referrals"]
 
 
 def one(rows: int, workdir: Path) -> dict[str, float]:
-    """Run one size in this process; returns timings."""
+    """Run one size in this process on the Parquet file the parent wrote; returns timings."""
     from apg.config import parse_config
     from apg.outputs import write_outputs
     from apg.sample import ATTITUDINAL, BEHAVIORAL, DEMOGRAPHIC, ID_COLUMN
@@ -51,7 +54,7 @@ def one(rows: int, workdir: Path) -> dict[str, float]:
     from apg.store.runner import run_with_store
 
     data = workdir / f"users-{rows}.parquet"
-    extra = make_table(rows, data)
+    extra = EXTRA_COLUMNS
     config = parse_config(
         {
             "sources": [{"kind": "file", "path": str(data)}],
@@ -94,10 +97,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        with tempfile.TemporaryDirectory() as tmp:
-            print(json.dumps(one(args.child, Path(tmp))))
+        print(json.dumps(one(args.child, args.workdir)))
         return
     stages = ["read", "prepare", "search", "profile", "narrate", "store", "write"]
     print(
@@ -107,12 +110,24 @@ def main() -> None:
     )
     first = None
     for rows in args.rows:
-        out = subprocess.run(
-            [sys.executable, __file__, "--child", str(rows)],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
+        with tempfile.TemporaryDirectory() as tmp:
+            # The table is written by another process, so the run's peak memory is its own.
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    f"from pathlib import Path; import sys; "
+                    f"sys.path.insert(0, {str(Path(__file__).parent)!r}); import scale; "
+                    f"scale.make_table({rows}, Path({tmp!r}) / 'users-{rows}.parquet')",
+                ],
+                check=True,
+            )
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", str(rows), "--workdir", tmp],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
         t = json.loads(out.stdout.strip().splitlines()[-1])
         first = first or t["wall"]
         print(

@@ -9,8 +9,10 @@
   rest as float64; ``-0.0`` equals ``0.0``; every missing value is one "missing");
 * text compared as ``str`` (``object``, ``string`` and ``category`` alike); times as UTC
   nanoseconds (any resolution, naive times taken as UTC);
-* rows in any order: each row is hashed (pandas' ``hash_pandas_object``, a fixed key) and the
-  sorted row hashes are fed to sha256 with the shape and column tags.
+* rows in any order: each column is hashed per row (pandas' ``hash_pandas_object``, a fixed
+  key), the column hashes are folded into one 64-bit hash per row, column by column so that
+  only one encoded column exists at a time (a million rows stay within a few tens of MB), and
+  the sorted row hashes are fed to sha256 with the shape and column tags.
 
 Row hashes are 64-bit, which is plenty to tell tables apart but not a cryptographic commitment
 to every cell; and a pandas upgrade that changed ``hash_pandas_object`` would change every
@@ -75,14 +77,17 @@ def fingerprint(frame: pd.DataFrame) -> str:
     digest = hashlib.sha256()
     columns = sorted(frame.columns, key=str)
     digest.update(f"rows={len(frame)};cols={len(columns)}\n".encode())
-    parts: dict[str, pd.Series] = {}
-    for i, name in enumerate(columns):
+    rows = np.zeros(len(frame), dtype=np.uint64)
+    for name in columns:
         kind, series = _canonical(frame[name].reset_index(drop=True))
         digest.update(f"{name}\x1f{kind}\n".encode())
-        for j, s in enumerate(series):
-            parts[f"{i}.{j}"] = s
-    if parts and len(frame):
-        encoded = pd.DataFrame(parts)
-        rows = pd.util.hash_pandas_object(encoded, index=False).to_numpy()
+        for s in series:
+            # FNV-style fold: order-dependent across columns (they are sorted), wraps mod 2**64.
+            rows *= _FOLD
+            rows ^= pd.util.hash_pandas_object(s, index=False).to_numpy(dtype=np.uint64)
+    if columns and len(frame):
         digest.update(np.sort(rows).tobytes())
     return f"sha256:{digest.hexdigest()}"
+
+
+_FOLD = np.uint64(0x100000001B3)

@@ -169,13 +169,16 @@ def record_run(
         t.models.insert().values(run_id=run_id, algorithm=w.algorithm, document=model.to_json())
     )
     _personas(conn, result, plan, finished_at)
-    ids = result.frame.ids.astype(str).tolist()
-    rows = [
-        {"run_id": run_id, "user_id": u, "cluster": int(c)}
-        for u, c in zip(ids, labels.tolist(), strict=True)
-    ]
-    for start in range(0, len(rows), BATCH):
-        conn.execute(t.members.insert(), rows[start : start + BATCH])
+    ids = result.frame.ids.astype(str).to_numpy()
+    # Row dicts are built one batch at a time: a million of them at once cost ~400 MB.
+    for start in range(0, len(ids), BATCH):
+        batch = zip(
+            ids[start : start + BATCH].tolist(), labels[start : start + BATCH].tolist(), strict=True
+        )
+        conn.execute(
+            t.members.insert(),
+            [{"run_id": run_id, "user_id": u, "cluster": int(c)} for u, c in batch],
+        )
     _llm_calls(conn, run_id, list(getattr(result, "llm_calls", []) or []))
     _report(conn, result)
 
