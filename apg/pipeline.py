@@ -148,6 +148,11 @@ def run(
             outliers=outliers if outliers.size else None,
             feature_roles={c: prepared.frame.role_of(c) for c in prepared.frame.features},
             out_dir=None,  # outputs.py writes llm_calls.jsonl with the rest of the folder
+            taken_names=tuple(
+                p.narrative.name
+                for p in personas
+                if p.narrative is not None and all(p is not q for q in to_narrate)
+            ),
         )
         narratives: list[Narrative] = narrator.narrate(to_narrate, ctx) if to_narrate else []
         for persona, narrative in zip(to_narrate, narratives, strict=True):

@@ -90,6 +90,19 @@ def test_offline_names_stay_distinct_with_more_contrasts_then_numerals():
     assert pick_name(["A b"], ["a B", "A b II"]) == "A b III"
 
 
+def test_offline_names_avoid_names_carried_over_from_earlier_runs():
+    ctx = NarrationContext(
+        run_id="r",
+        n_users=1000,
+        outliers=None,
+        feature_roles={},
+        out_dir=None,
+        taken_names=("Frequent big spender",),
+    )
+    names = [n.name for n in OfflineNarrator().narrate([persona("P1")], ctx)]
+    assert names == ["Dissatisfied frequent big spender"]
+
+
 def test_offline_generic_columns_get_readable_names():
     p = persona(
         contrasts=[

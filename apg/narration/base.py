@@ -22,6 +22,9 @@ class NarrationContext:
     outliers: OutlierProfile | None
     feature_roles: dict[str, str]  # feature -> behavioral|attitudinal
     out_dir: Path | None  # where llm_calls.jsonl goes (None: don't write)
+    # Names of this run's personas that keep an earlier narrative (carried over by identity
+    # matching): new names must differ from them too.
+    taken_names: tuple[str, ...] = ()
 
 
 Mode = Literal["json_schema", "json_object", "text"]

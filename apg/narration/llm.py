@@ -272,7 +272,7 @@ class OpenAINarrator:
         self, outcomes: list[_Outcome], sheets: list[FactSheet], ctx: NarrationContext, run: _Run
     ) -> list[Narrative]:
         """Fallbacks for failed personas, and distinct names, in persona order."""
-        used: list[str] = []
+        used: list[str] = list(ctx.taken_names)
         out: list[Narrative] = []
         for outcome, sheet in zip(outcomes, sheets, strict=True):
             narrative = outcome.narrative

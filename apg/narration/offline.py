@@ -224,5 +224,5 @@ class OfflineNarrator:
         out: list[Narrative] = []
         for persona in personas:
             sheet = sheet_for(persona, ctx, self.config.min_cell)
-            out.append(draft(sheet, used_names=[n.name for n in out]))
+            out.append(draft(sheet, used_names=[*ctx.taken_names, *(n.name for n in out)]))
         return out
