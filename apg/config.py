@@ -309,6 +309,10 @@ def parse_config(data: Any, origin: str = "config", base_dir: Path | None = None
         raise ConfigError(format_validation_error(exc, origin)) from None
     if base_dir is not None:
         cfg.base_dir = base_dir
+    prompts = cfg.narration.prompts_dir
+    if prompts and not Path(prompts).expanduser().is_absolute():
+        # Like source paths: relative to the config file, not to where apg was started.
+        cfg.narration.prompts_dir = str(cfg.base_dir / prompts)
     return cfg
 
 

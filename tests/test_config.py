@@ -481,3 +481,15 @@ def test_config_dump_validates_again_to_the_same_config() -> None:
     cfg = SearchConfig.model_validate({"kmeans": {"k": [2, 10]}})
     again = SearchConfig.model_validate(cfg.model_dump(mode="json"))
     assert again == cfg
+
+
+def test_config_prompts_dir_resolves_against_the_config_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "cfg"
+    folder.mkdir()
+    (folder / "c.yaml").write_text(
+        "sources: [{kind: file, path: u.csv}]\n"
+        "id_column: id\n"
+        "features: {behavioral: [a]}\n"
+        "narration: {prompts_dir: my-prompts}\n"
+    )
+    assert load_config(folder / "c.yaml").narration.prompts_dir == str(folder / "my-prompts")
