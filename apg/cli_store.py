@@ -161,7 +161,9 @@ def runs_show(run: str, db: str | None, as_json: bool) -> None:
     ]
     if r["error"]:
         lines.append(f"error: {r['error']}")
-    if r["status"] == "succeeded":
+    if r.get("reason") and r["reason"] != r["error"]:
+        lines.append(f"reason: {r['reason']}")
+    if r["status"] in ("succeeded", "degraded"):
         lines += [
             f"data: {r['rows_used']:,} users used of {r['rows_read']:,} read; "
             f"fingerprint {r['fingerprint']}",
