@@ -169,3 +169,17 @@ def test_transform_applies_the_fitted_transform_to_new_rows(users: pd.DataFrame)
     prepared = prepare(frame_of(users, ["logins_per_month", "gender"]), PreprocessingConfig())
     new = users.head(25)
     np.testing.assert_allclose(transform(prepared, new), prepared.X[:25])
+
+
+@pytest.mark.parametrize("scaling", ["standard", "minmax", "robust"])
+def test_prepare_in_blocks_equals_one_fit_transform(
+    users: pd.DataFrame, scaling: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import apg.preprocessing
+
+    monkeypatch.setattr(apg.preprocessing, "TRANSFORM_CHUNK_ROWS", 37)
+    frame = frame_of(users)
+    got = prepare(frame, PreprocessingConfig(scaling=scaling)).X  # type: ignore[arg-type]
+    scaler = {"standard": StandardScaler, "minmax": MinMaxScaler, "robust": RobustScaler}[scaling]
+    imputed = SimpleImputer(strategy="median").fit_transform(frame.raw[frame.features])
+    np.testing.assert_array_equal(got, scaler().fit_transform(imputed))
