@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
+import pyarrow.parquet as pq
 from pydantic import Field
 
 from apg.sources.base import SourceContext, SourceSpec
@@ -40,6 +41,11 @@ def read_table(
             defaults["dtype"] = {key: str}
         return pd.read_csv(path, **{**defaults, **options})
     if fmt == "parquet":
+        if set(options) <= {"columns", "filters"}:
+            # Same frame as pd.read_parquet, but the Arrow buffers are freed while converting:
+            # a million-row table peaks at about 1x its size instead of 2x.
+            table = pq.read_table(path, **options)
+            return table.to_pandas(self_destruct=True, split_blocks=True)
         return pd.read_parquet(path, **options)
     return pd.read_json(path, lines=True, **options)
 
