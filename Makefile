@@ -22,7 +22,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(VENV)/bin/python
 demo: $(VENV)/.installed
 	$(VENV)/bin/apg sample --rows $(ROWS) --seed 0 --out demo/users.csv
 	$(VENV)/bin/apg run --config configs/demo.yaml --out demo/output
-	@echo "open demo/output/report.md (also personas.json, candidates.csv, assignments.csv)"
+	@echo "open demo/output/report.html (also report.md, personas.json, candidates.csv, assignments.csv); review: $(VENV)/bin/apg serve"
 
 ## test: install dev dependencies into .venv, lint, run the test suite
 test: $(VENV)/.installed-dev
