@@ -210,6 +210,30 @@ def _member_key(ids: np.ndarray, labels: np.ndarray, cluster: int) -> str:
     return hashlib.sha256("\n".join(members.tolist()).encode()).hexdigest()
 
 
+def _centroid_fallback(
+    pairs: dict[int, int], finite: np.ndarray, dist: np.ndarray, config: ContinuityConfig
+) -> set[int]:
+    """Match what member overlap left unmatched by centroid distance, adding to ``pairs``.
+
+    Ids can persist while their users move between segments wholesale (a re-keyed export, a
+    re-sampled panel): a segment that stayed where it was is still the same persona, only
+    with a changed membership, which its drift (1 - overlap) then reports.
+    """
+    free_new = [j for j in range(dist.shape[1]) if j not in pairs]
+    taken_old = set(pairs.values())
+    free_old = [i for i in range(dist.shape[0]) if i not in taken_old]
+    if not free_new or not free_old:
+        return set()
+    rows, cols = linear_sum_assignment(finite[np.ix_(free_old, free_new)])
+    added = set()
+    for r, c in zip(rows, cols, strict=True):
+        i, j = free_old[int(r)], free_new[int(c)]
+        if dist[i, j] <= config.max_centroid_distance:
+            pairs[j] = i
+            added.add(j)
+    return added
+
+
 def match(
     previous: PreviousRun | None,
     personas: list[PersonaProfile],
@@ -258,6 +282,7 @@ def match(
         ok = dist <= config.max_centroid_distance
     rows, cols = linear_sum_assignment(cost)
     pairs = {int(c): int(r) for r, c in zip(rows, cols, strict=True) if ok[r, c]}
+    by_centroid = _centroid_fallback(pairs, finite, dist, config) if by_members else set()
     outcomes = []
     for j, p in enumerate(personas):
         if j not in pairs:
@@ -265,6 +290,7 @@ def match(
             continue
         i = pairs[j]
         o = old[i]
+        via_members = by_members and j not in by_centroid
         overlap = float(jac[i, j]) if by_members else None
         centroid_shift = float(dist[i, j]) if math.isfinite(dist[i, j]) else 0.0
         score = max(centroid_shift, 1.0 - overlap if overlap is not None else 0.0)
@@ -283,8 +309,8 @@ def match(
                 p.cluster,
                 p.size,
                 p.share,
-                matched_by="members" if by_members else "centroid",
-                similarity=overlap if by_members else centroid_shift,
+                matched_by="members" if via_members else "centroid",
+                similarity=overlap if via_members else centroid_shift,
                 drift=drift,
             )
         )

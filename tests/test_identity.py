@@ -37,6 +37,10 @@ def second_frame(scenario: str, prefix: str) -> pd.DataFrame:
         move = h.blobs({"A2": 75}, centres={"A2": h.FAR}, seed=1, prefix=prefix)
         move["user_id"] = [f"{prefix}A{i:04d}" for i in range(75, 150)]
         return pd.concat([stay, move], ignore_index=True)
+    if scenario == "reshuffled":  # the same segments, but ids dealt out anew
+        frame = h.blobs(prefix=prefix)
+        frame["user_id"] = frame["user_id"].sample(frac=1, random_state=3).to_numpy()
+        return frame
     raise AssertionError(scenario)
 
 
@@ -57,6 +61,12 @@ EXPECTED = {
     "split": (
         {"A": "changed", "A2": "new", "B": "continuing", "C": "continuing", "D": "continuing"},
         {"A": "continuing", "A2": "new", "B": "continuing", "C": "continuing", "D": "continuing"},
+    ),
+    # Ids persist but users moved between segments wholesale: member overlap cannot match,
+    # centroids do, and the membership change is drift.
+    "reshuffled": (
+        {"A": "changed", "B": "changed", "C": "changed", "D": "changed"},
+        {"A": "continuing", "B": "continuing", "C": "continuing", "D": "continuing"},
     ),
 }
 
@@ -192,3 +202,16 @@ def test_new_persona_id_avoids_taken_ids() -> None:
     again = new_persona_id("key", taken)  # same key, already taken: another id
     assert first != again and {first, again} == taken
     assert new_persona_id("key", set()) == first  # deterministic
+
+
+def test_identity_reshuffled_ids_fall_back_to_centroids_and_report_low_overlap(
+    store: Store,
+) -> None:
+    h.run(store, h.blobs())
+    week2 = h.run(store, second_frame("reshuffled", "u"))
+    matched = [o for o in week2.plan.outcomes if o.status != "retired"]
+    assert matched and all(o.matched_by == "centroid" for o in matched)
+    for o in matched:
+        assert o.drift is not None and o.drift.member_overlap is not None
+        assert o.drift.member_overlap < 0.3  # below min_jaccard: why members could not match
+        assert o.drift.score == pytest.approx(1 - o.drift.member_overlap)
