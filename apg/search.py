@@ -26,7 +26,7 @@ from apg import kernels
 from apg.clusters import ClusterModel
 from apg.config import SearchConfig
 from apg.errors import SearchError
-from apg.trees_worker import TreeJob
+from apg.trees_worker import TreeJobs
 
 ALGORITHM_ORDER = {"kmeans": 0, "agglomerative": 1, "dbscan": 2}
 # Silhouettes equal to this many decimals are a tie (guards against float noise between
@@ -35,6 +35,9 @@ TIE_DECIMALS = 12
 # From this many rows the hierarchical trees are built in a worker process (measured: below
 # it, starting the process costs more than the overlap saves).
 PARALLEL_TREES_MIN_ROWS = 4000
+# Tree worker processes: two overlap the trees with each other and with K-Means and DBSCAN
+# on a 2-core machine (20,000 rows: 43 s with one worker; see README "Performance").
+TREE_PROCESSES = 2
 
 Progress = Callable[[str], None]
 
@@ -273,14 +276,16 @@ def run_search(X: np.ndarray, cfg: SearchConfig, progress: Progress | None = Non
 
 
 @contextmanager
-def _tree_builder(X: np.ndarray, cfg: SearchConfig) -> Iterator[TreeJob | None]:
-    """Build the hierarchical trees in a worker process while this one fits K-Means and
+def _tree_builder(X: np.ndarray, cfg: SearchConfig) -> Iterator[TreeJobs | None]:
+    """Build the hierarchical trees in worker processes while this one fits K-Means and
     DBSCAN. fastcluster holds the GIL, so a thread would not overlap; below
-    ``PARALLEL_TREES_MIN_ROWS`` the process start costs more than it saves."""
+    ``PARALLEL_TREES_MIN_ROWS`` starting processes costs more than it saves. Each worker
+    holds one condensed matrix at a time (1.6 GB at n=20,000)."""
     if cfg.agglomerative is None or len(X) < PARALLEL_TREES_MIN_ROWS or _workers() < 2:
         yield None
         return
-    job = TreeJob(X, list(cfg.agglomerative.linkage))
+    linkages = list(cfg.agglomerative.linkage)
+    job = TreeJobs(X, linkages, processes=min(TREE_PROCESSES, len(linkages)))
     try:
         yield job
     finally:

@@ -59,6 +59,31 @@ class TreeJob:
         self._dir.cleanup()
 
 
+class TreeJobs:
+    """Trees split over ``processes`` workers (round robin over the linkages), each holding
+    one condensed matrix at a time; ``result()`` merges them."""
+
+    def __init__(self, X: np.ndarray, linkages: list[str], processes: int) -> None:
+        groups = [linkages[i::processes] for i in range(processes)]
+        self.jobs = [TreeJob(X, group) for group in groups if group]
+
+    def result(self) -> tuple[dict[str, np.ndarray], float]:
+        trees: dict[str, np.ndarray] = {}
+        seconds = 0.0
+        try:
+            for job in self.jobs:
+                built, took = job.result()
+                trees.update(built)
+                seconds += took
+        finally:
+            self.close()
+        return trees, seconds
+
+    def close(self) -> None:
+        for job in self.jobs:
+            job.close()
+
+
 def main(argv: list[str]) -> None:
     from apg.kernels import linkage_matrices
 

@@ -130,3 +130,18 @@ def test_run_search_with_tree_worker_matches_sklearn() -> None:
     for c in result.candidates:
         expected = AgglomerativeClustering(n_clusters=c.params["k"], linkage="average").fit(X)
         np.testing.assert_array_equal(c.labels, expected.labels_)
+
+
+def test_tree_jobs_split_over_processes_equal_in_process() -> None:
+    from apg.kernels import linkage_matrices
+    from apg.trees_worker import TreeJobs
+
+    X = np.random.default_rng(1).normal(size=(200, 3))
+    methods = ["ward", "average", "complete"]
+    jobs = TreeJobs(X, methods, processes=2)
+    assert [j._linkages for j in jobs.jobs] == [["ward", "complete"], ["average"]]
+    trees, _ = jobs.result()
+    expected = linkage_matrices(X, methods)
+    assert trees.keys() == expected.keys()
+    for m in methods:
+        np.testing.assert_array_equal(trees[m], expected[m])
