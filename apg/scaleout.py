@@ -32,10 +32,10 @@ from sklearn.cluster import KMeans
 from threadpoolctl import threadpool_limits
 
 from apg import kernels
-from apg.config import DbscanGrid, SearchConfig
+from apg.config import SearchConfig
 from apg.errors import ConfigError
 from apg.model_io import StoredModel
-from apg.search import Candidate
+from apg.search import Candidate, dbscan_candidates
 from apg.streaming import FileReader, LabelsWriter, StreamResult, labels_frame, parquet_float_casts
 
 if TYPE_CHECKING:
@@ -109,38 +109,6 @@ def linkage_candidates(
     return tree, [
         Candidate("agglomerative", {"k": k, "linkage": linkage}, cuts[k], seconds=per) for k in ks
     ]
-
-
-def dbscan_candidates(X: np.ndarray, grid: DbscanGrid) -> list[tuple[int, list[Candidate]]]:
-    """Every (eps, min_samples) of the grid from one neighbour graph, grouped by min_samples."""
-    start = time.perf_counter()
-    if grid.eps == "auto":
-        eps_by_m = kernels.kdistance_eps_grid(X, grid.min_samples, grid.eps_quantiles)
-    else:
-        eps_by_m = {m: sorted(grid.eps) for m in grid.min_samples}
-    max_eps = max((e for eps in eps_by_m.values() for e in eps), default=0.0)
-    if max_eps <= 0:
-        return []
-    neighbours = kernels.DbscanNeighbors(X, max_eps)
-    shared = (time.perf_counter() - start) / sum(len(v) for v in eps_by_m.values())
-    out = []
-    for m in grid.min_samples:
-        group = []
-        for eps in eps_by_m[m]:
-            t0 = time.perf_counter()
-            labels, core = neighbours.fit(eps, m)
-            seconds = shared + time.perf_counter() - t0
-            group.append(
-                Candidate(
-                    "dbscan",
-                    {"eps": eps, "min_samples": m},
-                    labels,
-                    seconds=seconds,
-                    core_indices=core,
-                )
-            )
-        out.append((m, group))
-    return out
 
 
 # -- fits on the cluster ---------------------------------------------------------------------

@@ -24,7 +24,7 @@ from threadpoolctl import threadpool_limits
 
 from apg import kernels
 from apg.clusters import ClusterModel
-from apg.config import SearchConfig
+from apg.config import DbscanGrid, SearchConfig
 from apg.errors import SearchError
 from apg.trees_worker import TreeJobs
 
@@ -154,8 +154,16 @@ def _agglomerative(
 
 def _dbscan(X: np.ndarray, cfg: SearchConfig, progress: Progress) -> list[Candidate]:
     assert cfg.dbscan is not None
+    out: list[Candidate] = []
+    for m, group in dbscan_candidates(X, cfg.dbscan):
+        out += group
+        progress(f"search: dbscan min_samples={m}, {len(group)} eps values")
+    return out
+
+
+def dbscan_candidates(X: np.ndarray, grid: DbscanGrid) -> list[tuple[int, list[Candidate]]]:
+    """Every (eps, min_samples) of the grid from one neighbour graph, grouped by min_samples."""
     start = time.perf_counter()
-    grid = cfg.dbscan
     if grid.eps == "auto":
         eps_by_m = kernels.kdistance_eps_grid(X, grid.min_samples, grid.eps_quantiles)
     else:
@@ -164,23 +172,24 @@ def _dbscan(X: np.ndarray, cfg: SearchConfig, progress: Progress) -> list[Candid
     if max_eps <= 0:
         return []
     neighbours = kernels.DbscanNeighbors(X, max_eps)
-    shared = time.perf_counter() - start
-    n_settings = sum(len(v) for v in eps_by_m.values())
+    shared = (time.perf_counter() - start) / sum(len(v) for v in eps_by_m.values())
     out = []
     for m in grid.min_samples:
+        group = []
         for eps in eps_by_m[m]:
             t0 = time.perf_counter()
             labels, core = neighbours.fit(eps, m)
-            out.append(
+            seconds = shared + time.perf_counter() - t0
+            group.append(
                 Candidate(
                     "dbscan",
                     {"eps": eps, "min_samples": m},
                     labels,
-                    seconds=shared / n_settings + time.perf_counter() - t0,
+                    seconds=seconds,
                     core_indices=core,
                 )
             )
-        progress(f"search: dbscan min_samples={m}, {len(eps_by_m[m])} eps values")
+        out.append((m, group))
     return out
 
 
