@@ -203,7 +203,7 @@ def run(
             raise ConfigError("--db and --no-store contradict each other; give one")
         if wait:
             raise ConfigError("--wait waits for the database's run lock; it needs the store")
-        result = run_pipeline(config, progress=progress, out_dir=out)
+        result = run_pipeline(config, progress=progress)
         write_outputs(result, out)
         click.echo(summary_text(result, out))
         return
@@ -216,9 +216,7 @@ def run(
         click.echo(f"waiting for {exc.holder.describe()} to finish", err=True)
 
     with open_store(db, config.storage.url) as store:
-        stored = run_with_store(
-            config, store, progress=progress, out_dir=out, wait=wait, on_wait=waiting
-        )
+        stored = run_with_store(config, store, progress=progress, wait=wait, on_wait=waiting)
     write_outputs(stored.result, out)
     click.echo(summary_text(stored.result, out))
     click.echo(continuity_text(stored.plan, store.display_url))

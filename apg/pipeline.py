@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -103,7 +102,6 @@ def run(
     config: Config,
     *,
     progress: Progress | None = None,
-    out_dir: Path | None = None,
     table: SourceTable | None = None,
     run_id: str | None = None,
     continuity: ContinuityHook | None = None,

@@ -24,19 +24,8 @@ from apg.sources import SourceTable
 from apg.store import Store
 from apg.store.runner import run_with_store
 from apg.web import create_app
-from apg.web.server import serve_in_thread
+from apg.web.server import CHROMIUM, CHROMIUM_ARGS, serve_in_thread
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 CONFIG = {
     "sources": [{"kind": "file", "path": "unused.csv"}],
     "id_column": "user_id",

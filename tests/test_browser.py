@@ -18,21 +18,10 @@ from web_helpers import TOKEN, Demo, demo, demo_template, store
 from apg import review
 from apg.store import Store
 from apg.web import create_app
-from apg.web.server import serve_in_thread
+from apg.web.server import CHROMIUM, CHROMIUM_ARGS, serve_in_thread
 
 __all__ = ["demo", "demo_template", "store"]  # fixtures
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 PHONE = {"width": 390, "height": 844}
 
 

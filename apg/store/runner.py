@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
-from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -184,7 +183,6 @@ def execute_run(
     store: Store,
     *,
     progress: Progress | None = None,
-    out_dir: Path | None = None,
     table: SourceTable | None = None,
     trigger: str = "manual",
     attempt: int = 0,
@@ -205,7 +203,7 @@ def execute_run(
         if on_start is not None:
             on_start(ticket)
         say = _cancellable(progress, cancel, beat.lost)
-        return _execute(config, store, ticket, say, beat, out_dir, table, skip_unchanged)
+        return _execute(config, store, ticket, say, beat, table, skip_unchanged)
     except RunInterrupted as exc:
         _end_quietly(store, ticket, beat, "interrupted", exc.reason)
         raise
@@ -237,7 +235,6 @@ def _execute(
     ticket: Ticket,
     say: Progress,
     beat: locks.Heartbeat,
-    out_dir: Path | None,
     table: SourceTable | None,
     skip_unchanged: bool,
 ) -> RunOutcome:
@@ -265,9 +262,7 @@ def _execute(
             return RunOutcome(ticket.run_id, "unchanged", same_as, None, None)
     previous, taken = store.previous()
     hook = Continuity(previous, config.continuity, taken)
-    result = run_pipeline(
-        config, progress=say, out_dir=out_dir, table=table, run_id=ticket.run_id, continuity=hook
-    )
+    result = run_pipeline(config, progress=say, table=table, run_id=ticket.run_id, continuity=hook)
     assert hook.plan is not None
     say("store: recording the run")
     status, reason = judge(hook.plan)
@@ -316,14 +311,11 @@ def run_with_store(
     store: Store,
     *,
     progress: Progress | None = None,
-    out_dir: Path | None = None,
     table: SourceTable | None = None,
     wait: bool = False,
     on_wait: Callable[[locks.LockHeld], None] | None = None,
 ) -> StoredRun:
     """``apg run``: one run that always computes (no unchanged shortcut)."""
-    outcome = execute_run(
-        config, store, progress=progress, out_dir=out_dir, table=table, wait=wait, on_wait=on_wait
-    )
+    outcome = execute_run(config, store, progress=progress, table=table, wait=wait, on_wait=on_wait)
     assert outcome.stored is not None
     return outcome.stored

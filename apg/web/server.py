@@ -34,3 +34,19 @@ def serve_in_thread(app: ASGIApp, host: str = "127.0.0.1") -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(START_TIMEOUT)
+
+
+# Debian's Chromium as the browser tests and scripts/screenshots.py drive it (Playwright with
+# executable_path; never `playwright install`). The flags keep it off this machine's closed
+# network and working as root in a container.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
