@@ -26,6 +26,7 @@ from apg import kernels
 from apg.clusters import ClusterModel
 from apg.config import DbscanGrid, SearchConfig
 from apg.errors import SearchError
+from apg.silhouettes import silhouette_many
 from apg.trees_worker import TreeJobs
 
 ALGORITHM_ORDER = {"kmeans": 0, "agglomerative": 1, "dbscan": 2}
@@ -131,24 +132,33 @@ def _agglomerative(
     """Cut one tree per linkage at every k. ``trees`` may arrive already built (by a worker
     process, with ``tree_seconds`` its build time); missing ones are built here."""
     assert cfg.agglomerative is not None
-    ks = [k for k in cfg.agglomerative.k if k < len(X)]
-    if not ks:
-        return []
     linkages = list(cfg.agglomerative.linkage)
+    if not _tree_ks(X, cfg):
+        return []
     if not all(m in trees for m in linkages):
         built, tree_seconds = timed_trees(X, linkages)
         trees.update(built)
     shared = (tree_seconds or 0.0) / len(linkages)
-    out = []
-    for linkage in cfg.agglomerative.linkage:
-        t0 = time.perf_counter()
-        cuts = kernels.labels_from_linkage(trees[linkage], ks)
-        per = (shared + time.perf_counter() - t0) / len(ks)
-        for k in ks:
-            out.append(
-                Candidate("agglomerative", {"k": k, "linkage": linkage}, cuts[k], seconds=per)
-            )
-        progress(f"search: agglomerative linkage={linkage}, k={ks[0]}..{ks[-1]}")
+    return [c for m in linkages for c in _cuts(X, cfg, progress, m, trees[m], shared)]
+
+
+def _tree_ks(X: np.ndarray, cfg: SearchConfig) -> list[int]:
+    assert cfg.agglomerative is not None
+    return [k for k in cfg.agglomerative.k if k < len(X)]
+
+
+def _cuts(
+    X: np.ndarray, cfg: SearchConfig, progress: Progress, linkage: str, Z: np.ndarray, s: float
+) -> list[Candidate]:
+    """One candidate per k from the tree ``Z``, which took ``s`` seconds to build."""
+    ks = _tree_ks(X, cfg)
+    t0 = time.perf_counter()
+    cuts = kernels.labels_from_linkage(Z, ks)
+    per = (s + time.perf_counter() - t0) / len(ks)
+    out = [
+        Candidate("agglomerative", {"k": k, "linkage": linkage}, cuts[k], seconds=per) for k in ks
+    ]
+    progress(f"search: agglomerative linkage={linkage}, k={ks[0]}..{ks[-1]}")
     return out
 
 
@@ -203,7 +213,7 @@ def _score(X: np.ndarray, candidates: list[Candidate], cfg: SearchConfig) -> Non
         c.noise_share = float(1 - valid.mean())
         c.min_cluster_share = float(sizes.min() / n) if len(sizes) else 0.0
     scored = [c for c in candidates if c.n_clusters >= 2]
-    silhouettes = kernels.silhouette_many(X, [c.labels for c in scored])
+    silhouettes = silhouette_many(X, [c.labels for c in scored])
     for c, s in zip(scored, silhouettes, strict=True):
         c.silhouette = float(s)
         valid = c.labels >= 0
@@ -276,7 +286,7 @@ def run_search(X: np.ndarray, cfg: SearchConfig, progress: Progress | None = Non
     check = np.sort(
         np.random.default_rng(cfg.seed + 1).choice(n, size=cfg.sample_size, replace=False)
     )
-    assigned = kernels.silhouette_many(X[check], [labels[check]])[0]
+    assigned = silhouette_many(X[check], [labels[check]])[0]
     result.labels = labels
     result.mode = "sample"
     result.sample_indices = sample
@@ -290,7 +300,12 @@ def _tree_builder(X: np.ndarray, cfg: SearchConfig) -> Iterator[TreeJobs | None]
     DBSCAN. fastcluster holds the GIL, so a thread would not overlap; below
     ``PARALLEL_TREES_MIN_ROWS`` starting processes costs more than it saves. Each worker
     holds one condensed matrix at a time (1.6 GB at n=20,000)."""
-    if cfg.agglomerative is None or len(X) < PARALLEL_TREES_MIN_ROWS or _workers() < 2:
+    if (
+        cfg.agglomerative is None
+        or not _tree_ks(X, cfg)
+        or len(X) < PARALLEL_TREES_MIN_ROWS
+        or _workers() < 2
+    ):
         yield None
         return
     linkages = list(cfg.agglomerative.linkage)
@@ -304,7 +319,7 @@ def _tree_builder(X: np.ndarray, cfg: SearchConfig) -> Iterator[TreeJobs | None]
 def _fit_local(
     X: np.ndarray, cfg: SearchConfig, say: Progress, trees: dict[str, np.ndarray]
 ) -> tuple[list[Candidate], list[Candidate]]:
-    """Every candidate in grid order, and those already scored while the trees were built."""
+    """Every candidate in grid order, and those already scored while trees were built."""
     kmeans: list[Candidate] = []
     agglomerative: list[Candidate] = []
     dbscan: list[Candidate] = []
@@ -315,16 +330,24 @@ def _fit_local(
         if cfg.dbscan is not None:
             dbscan = _dbscan(X, cfg, say)
         if pending is not None:
-            # Score what is ready while the worker builds the trees.
+            assert cfg.agglomerative is not None
+            # Score what is ready while the workers build the trees, then each tree's cuts
+            # as it lands: only the last tree's cuts are left to score when it is in.
             scored = [*kmeans, *dbscan]
             say(f"search: scoring {len(scored)} candidates")
             _score(X, scored, cfg)
-        if cfg.agglomerative is not None:
-            seconds = None
-            if pending is not None:
-                built, seconds = pending.result()
-                trees.update(built)
-            agglomerative = _agglomerative(X, cfg, say, trees, seconds)
+            by_linkage: dict[str, list[Candidate]] = {}
+            for batch in pending.as_completed():
+                fresh = []
+                for method, Z, seconds in batch:
+                    trees[method] = Z
+                    by_linkage[method] = _cuts(X, cfg, say, method, Z, seconds)
+                    fresh += by_linkage[method]
+                _score(X, fresh, cfg)
+                scored += fresh
+            agglomerative = [c for m in cfg.agglomerative.linkage for c in by_linkage[m]]
+        elif cfg.agglomerative is not None:
+            agglomerative = _agglomerative(X, cfg, say, trees)
     return [*kmeans, *agglomerative, *dbscan], scored
 
 
@@ -343,8 +366,9 @@ def _search(X: np.ndarray, cfg: SearchConfig, say: Progress) -> SearchResult:
     if not candidates:
         raise SearchError(f"no candidate could be fitted on {len(X)} rows; lower the k ranges")
     unscored = [c for c in candidates if not any(c is s for s in scored)]
-    say(f"search: scoring {len(unscored)} candidates")
-    _score(X, unscored, cfg)
+    if unscored:
+        say(f"search: scoring {len(unscored)} candidates")
+        _score(X, unscored, cfg)
     wcss = {
         c.params["k"]: c.inertia
         for c in candidates

@@ -11,7 +11,7 @@ from sklearn.metrics import pairwise_distances, silhouette_score
 from apg.clusters import ClusterModel
 from apg.config import SearchConfig
 from apg.search import PARALLEL_TREES_MIN_ROWS, run_search
-from apg.trees_worker import TreeJob
+from apg.trees_worker import TreeJobs
 
 
 @pytest.fixture(scope="module")
@@ -112,8 +112,7 @@ def test_tree_job_returns_the_same_trees_as_in_process() -> None:
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(300, 4))
-    job = TreeJob(X, ["ward", "average"])
-    trees, seconds = job.result()
+    trees, seconds = TreeJobs(X, ["ward", "average"], processes=1).result()
     expected = linkage_matrices(X, ["ward", "average"])
     assert seconds >= 0
     for m in ("ward", "average"):
@@ -134,14 +133,26 @@ def test_run_search_with_tree_worker_matches_sklearn() -> None:
 
 def test_tree_jobs_split_over_processes_equal_in_process() -> None:
     from apg.kernels import linkage_matrices
-    from apg.trees_worker import TreeJobs
 
     X = np.random.default_rng(1).normal(size=(200, 3))
     methods = ["ward", "average", "complete"]
     jobs = TreeJobs(X, methods, processes=2)
-    assert [j._linkages for j in jobs.jobs] == [["ward", "complete"], ["average"]]
+    assert [j.linkages for j in jobs.jobs] == [["ward", "complete"], ["average"]]
     trees, _ = jobs.result()
     expected = linkage_matrices(X, methods)
     assert trees.keys() == expected.keys()
     for m in methods:
         np.testing.assert_array_equal(trees[m], expected[m])
+
+
+def test_tree_jobs_deliver_each_tree_once_and_report_a_failed_worker() -> None:
+    X = np.random.default_rng(2).normal(size=(120, 3))
+    jobs = TreeJobs(X, ["ward", "average", "complete"], processes=2)
+    try:
+        delivered = [method for batch in jobs.as_completed() for method, _, _ in batch]
+    finally:
+        jobs.close()
+    assert sorted(delivered) == ["average", "complete", "ward"]
+    broken = TreeJobs(X, ["ward", "centroid"], processes=1)
+    with pytest.raises(RuntimeError, match=r"(?s)tree worker failed \(1\):.*unsupported linkage"):
+        broken.result()
