@@ -8,35 +8,26 @@ exactly what scikit-learn would return for each candidate on its own:
 * :func:`hierarchical_labels` builds one tree per linkage from one shared
   condensed distance matrix and cuts it at every k, labelling clusters like
   ``AgglomerativeClustering``.
-* :class:`DbscanNeighbors` runs one radius query at the largest eps and
-  answers ``DBSCAN`` for any smaller eps and any ``min_samples``.
-* :func:`kdistance_eps_grid` proposes eps values from one k-neighbours query.
-* :func:`silhouette_many` scores many labelings in one chunked pass.
+
+DBSCAN's shared neighbourhoods are in :mod:`apg.neighbors`, the one-pass silhouettes in
+:mod:`apg.silhouettes`.
 """
 
 from __future__ import annotations
 
 import heapq
-import math
 from collections.abc import Sequence
 
 import fastcluster
 import numpy as np
 from scipy.cluster.hierarchy import leaves_list
 from scipy.spatial.distance import pdist
-from sklearn.metrics.pairwise import euclidean_distances
-from sklearn.neighbors import NearestNeighbors
 
 # AgglomerativeClustering builds these three with scipy's ``linkage`` on
 # euclidean pdist; fastcluster on the same pdist reproduces its trees.
 # 'single' is left out: sklearn builds it with its own MST code, whose
 # tie-breaking may differ from scipy's.
 LINKAGES: tuple[str, ...] = ("ward", "average", "complete")
-
-# Keeps the chunk x n distance block of silhouette_many near 64 MiB.
-_CHUNK_BYTES = 64 * 2**20
-
-_EPS_SIGNIFICANT_DIGITS = 4
 
 
 def _as_float_matrix(X: np.ndarray) -> np.ndarray:
@@ -159,224 +150,3 @@ def hierarchical_labels(
         for method, Z in trees.items()
         for k, labels in labels_from_linkage(Z, ks).items()
     }
-
-
-# --------------------------------------------------------------------------
-# DBSCAN
-
-
-class DbscanNeighbors:
-    """Radius neighbourhoods at ``max_eps``, reused for any smaller eps.
-
-    Neighbours are kept as CSR-like flat arrays sorted by distance within
-    each row, so the neighbourhood at eps is a prefix of each row.
-    Membership is ``distance <= eps`` on the distances sklearn returns;
-    sklearn's trees compare squared distances internally, so a pair whose
-    distance equals eps to within one ulp could in theory be judged
-    differently.
-    """
-
-    def __init__(self, X: np.ndarray, max_eps: float) -> None:
-        X = _as_float_matrix(X)
-        if not max_eps > 0:
-            raise ValueError(f"max_eps must be > 0, got {max_eps}")
-        self.max_eps = float(max_eps)
-        self.n_samples = X.shape[0]
-        # The same estimator DBSCAN builds internally (same algorithm choice
-        # and therefore the same distances), only with a larger radius.
-        nn = NearestNeighbors(radius=self.max_eps).fit(X)
-        dist, ind = nn.radius_neighbors(X, return_distance=True, sort_results=True)
-        lengths = np.fromiter((len(row) for row in ind), np.intp, self.n_samples)
-        self.indptr = np.zeros(self.n_samples + 1, dtype=np.intp)
-        np.cumsum(lengths, out=self.indptr[1:])
-        self.indices = np.concatenate(ind).astype(np.intp, copy=False)
-        self.distances = np.concatenate(dist).astype(np.float64, copy=False)
-
-    def neighbor_counts(self, eps: float) -> np.ndarray:
-        """Number of samples within ``eps`` of each sample, itself included."""
-        self._check_eps(eps)
-        within = np.zeros(self.distances.size + 1, dtype=np.intp)
-        np.cumsum(self.distances <= eps, out=within[1:])
-        return within[self.indptr[1:]] - within[self.indptr[:-1]]
-
-    def core_sample_indices(self, eps: float, min_samples: int) -> np.ndarray:
-        """``DBSCAN(eps, min_samples).fit(X).core_sample_indices_``."""
-        return np.flatnonzero(self.neighbor_counts(eps) >= min_samples)
-
-    def labels(self, eps: float, min_samples: int) -> np.ndarray:
-        """``DBSCAN(eps=eps, min_samples=min_samples).fit(X).labels_``."""
-        return self.fit(eps, min_samples)[0]
-
-    def fit(self, eps: float, min_samples: int) -> tuple[np.ndarray, np.ndarray]:
-        """Return ``(labels_, core_sample_indices_)`` as DBSCAN would."""
-        # Private, but it is the very loop DBSCAN runs: cluster numbering and
-        # the assignment of border points reachable from two clusters follow
-        # from it, so calling it is what guarantees identical labels.
-        from sklearn.cluster._dbscan_inner import dbscan_inner
-
-        counts = self.neighbor_counts(eps)
-        is_core = np.ascontiguousarray(counts >= min_samples, dtype=np.uint8)
-        core = np.flatnonzero(is_core)
-        # dbscan_inner reads neighbourhoods of core samples only.
-        neighborhoods = np.empty(self.n_samples, dtype=object)
-        starts = self.indptr[core]
-        ends = starts + counts[core]
-        for i, start, end in zip(core.tolist(), starts.tolist(), ends.tolist(), strict=True):
-            neighborhoods[i] = self.indices[start:end]
-        labels = np.full(self.n_samples, -1, dtype=np.intp)
-        dbscan_inner(is_core, neighborhoods, labels)
-        return labels, core
-
-    def _check_eps(self, eps: float) -> None:
-        if not 0 < eps <= self.max_eps:
-            raise ValueError(f"eps must be in (0, {self.max_eps}], got {eps}")
-
-
-def kdistance_eps_grid(
-    X: np.ndarray,
-    min_samples: Sequence[int],
-    quantiles: Sequence[float],
-) -> dict[int, list[float]]:
-    """Candidate eps values per ``min_samples`` from the k-distance curve.
-
-    For each m, the k-distance of a sample is its distance to its m-th
-    nearest neighbour counting itself, so a sample is a DBSCAN core sample
-    iff its k-distance <= eps. The eps for quantile q is the smallest
-    k-distance with at least a share q of samples at or below it, rounded
-    *up* to 4 significant digits so that share survives the rounding.
-    Values are deduplicated, sorted and positive (zero-distance quantiles,
-    from duplicated points, are dropped).
-    """
-    X = _as_float_matrix(X)
-    ms = [int(m) for m in min_samples]
-    if not ms:
-        return {}
-    if min(ms) < 1 or max(ms) > X.shape[0]:
-        raise ValueError(f"min_samples must be in [1, {X.shape[0]}], got {ms}")
-    qs = np.asarray(quantiles, dtype=np.float64)
-    if np.any((qs <= 0) | (qs > 1)):
-        raise ValueError(f"quantiles must be in (0, 1], got {list(quantiles)}")
-    # Passing X to kneighbors keeps each sample as its own neighbour.
-    dist, _ = NearestNeighbors(n_neighbors=max(ms)).fit(X).kneighbors(X)
-    grid: dict[int, list[float]] = {}
-    for m in ms:
-        values = np.quantile(dist[:, m - 1], qs, method="inverted_cdf")
-        rounded = {_ceil_significant(float(v)) for v in values if v > 0}
-        grid[m] = sorted(rounded)
-    return grid
-
-
-def _ceil_significant(value: float, digits: int = _EPS_SIGNIFICANT_DIGITS) -> float:
-    exponent = math.floor(math.log10(value)) - digits + 1
-    mantissa = math.ceil(value / 10.0**exponent)
-    # Going through the decimal string gives the double nearest the short
-    # decimal, which may still fall an ulp below value; step up if so.
-    result = float(f"{mantissa}e{exponent}")
-    while result < value:
-        mantissa += 1
-        result = float(f"{mantissa}e{exponent}")
-    return result
-
-
-# --------------------------------------------------------------------------
-# Silhouette
-
-
-def silhouette_many(
-    X: np.ndarray,
-    labelings: Sequence[np.ndarray],
-    chunk_rows: int | None = None,
-) -> list[float]:
-    """Silhouette score of every labeling, in one chunked pass over X.
-
-    Negative labels mark noise, excluded both as samples and as cluster
-    members, so each score equals
-    ``silhouette_score(X[labels >= 0], labels[labels >= 0])``. Samples in
-    singleton clusters score 0, as in sklearn. Where sklearn would raise,
-    that is unless 2 <= number of clusters <= number of non-noise samples
-    - 1 (so also with fewer than 3 non-noise samples), the score is nan.
-
-    Each chunk of rows gets its distances to all samples once; a product
-    with the one-hot membership of all labelings side by side then gives
-    every sample's distance sum to every cluster of every labeling.
-    """
-    X = _as_float_matrix(X)
-    n = X.shape[0]
-    if chunk_rows is None:
-        chunk_rows = max(1, _CHUNK_BYTES // (8 * max(n, 1)))
-    if chunk_rows < 1:
-        raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
-
-    blocks: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
-    width = 0
-    for raw in labelings:
-        raw = np.asarray(raw)
-        if raw.shape != (n,):
-            raise ValueError(f"labels must have shape ({n},), got {raw.shape}")
-        valid = raw >= 0
-        clusters, codes = np.unique(raw[valid], return_inverse=True)
-        n_valid = int(valid.sum())
-        if not 2 <= clusters.size <= n_valid - 1:
-            blocks.append((-1, valid, codes, np.empty(0)))
-            continue
-        blocks.append((width, valid, codes, np.bincount(codes).astype(np.float64)))
-        width += clusters.size
-
-    scores = [0.0 if block[0] >= 0 else math.nan for block in blocks]
-    if width == 0:
-        return scores
-
-    membership = np.zeros((n, width), dtype=np.float64)
-    # Per-sample code with -1 for noise, to slice by chunk below.
-    sample_codes = []
-    for offset, valid, codes, _ in blocks:
-        full = np.full(n, -1, dtype=np.intp)
-        if offset >= 0:
-            full[valid] = codes
-            rows = np.flatnonzero(valid)
-            membership[rows, offset + codes] = 1.0
-        sample_codes.append(full)
-
-    sq_norms = np.einsum("ij,ij->i", X, X)
-    for start in range(0, n, chunk_rows):
-        stop = min(start + chunk_rows, n)
-        dist = euclidean_distances(
-            X[start:stop],
-            X,
-            X_norm_squared=sq_norms[start:stop, None],
-            Y_norm_squared=sq_norms[None, :],
-        )
-        # As sklearn does when X is Y: a sample's distance to itself is 0.
-        local = np.arange(stop - start)
-        dist[local, local + start] = 0.0
-        sums = dist @ membership
-        del dist
-        for j, (offset, _, _, freqs) in enumerate(blocks):
-            if offset < 0:
-                continue
-            own = sample_codes[j][start:stop]
-            keep = own >= 0
-            if not keep.any():
-                continue
-            scores[j] += _chunk_silhouette_sum(
-                sums[keep, offset : offset + freqs.size], own[keep], freqs
-            )
-
-    for j, (offset, valid, _, _) in enumerate(blocks):
-        if offset >= 0:
-            scores[j] /= int(valid.sum())
-    return scores
-
-
-def _chunk_silhouette_sum(cluster_sums: np.ndarray, own: np.ndarray, freqs: np.ndarray) -> float:
-    """Sum of silhouette values of one chunk, following sklearn's formulas."""
-    rows = np.arange(own.size)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        intra = cluster_sums[rows, own] / (freqs[own] - 1)
-        means = cluster_sums / freqs
-        means[rows, own] = np.inf
-        inter = means.min(axis=1)
-        values = (inter - intra) / np.maximum(intra, inter)
-    # sklearn maps the 0/0 of singleton clusters (and of all-zero
-    # distances) to 0 with nan_to_num.
-    return float(np.nan_to_num(values).sum())

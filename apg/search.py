@@ -26,6 +26,7 @@ from apg import kernels
 from apg.clusters import ClusterModel
 from apg.config import DbscanGrid, SearchConfig
 from apg.errors import SearchError
+from apg.neighbors import DbscanNeighbors, kdistance_eps_grid
 from apg.silhouettes import silhouette_many
 from apg.trees_worker import TreeJobs
 
@@ -172,16 +173,18 @@ def _dbscan(X: np.ndarray, cfg: SearchConfig, progress: Progress) -> list[Candid
 
 
 def dbscan_candidates(X: np.ndarray, grid: DbscanGrid) -> list[tuple[int, list[Candidate]]]:
-    """Every (eps, min_samples) of the grid from one neighbour graph, grouped by min_samples."""
+    """Every (eps, min_samples) of the grid from one neighbour pass, grouped by min_samples."""
     start = time.perf_counter()
     if grid.eps == "auto":
-        eps_by_m = kernels.kdistance_eps_grid(X, grid.min_samples, grid.eps_quantiles)
+        eps_by_m = kdistance_eps_grid(X, grid.min_samples, grid.eps_quantiles)
     else:
         eps_by_m = {m: sorted(grid.eps) for m in grid.min_samples}
-    max_eps = max((e for eps in eps_by_m.values() for e in eps), default=0.0)
-    if max_eps <= 0:
+    all_eps = sorted({e for eps in eps_by_m.values() for e in eps})
+    if not all_eps:
         return []
-    neighbours = kernels.DbscanNeighbors(X, max_eps)
+    # Told every eps up front, it buckets the pairs once; the fits below ask for increasing
+    # eps per min_samples, which lets each reuse the previous one's clusters.
+    neighbours = DbscanNeighbors(X, all_eps)
     shared = (time.perf_counter() - start) / sum(len(v) for v in eps_by_m.values())
     out = []
     for m in grid.min_samples:
