@@ -131,7 +131,7 @@ def write_outputs(result: RunResult, out_dir: Path, *, include_timing: bool = Tr
         if not include_timing:
             cands["seconds"] = ""
         cands.to_csv(tmp / "candidates.csv", index=False, lineterminator="\n")
-        labels_frame(result).to_csv(tmp / "assignments.csv", index=False, lineterminator="\n")
+        _write_assignments(result, tmp / "assignments.csv")
         (tmp / "report.md").write_text(render_report(result), encoding="utf-8")
         (tmp / "report.html").write_text(
             render_html(report_data_from_result(result)), encoding="utf-8"
@@ -146,6 +146,18 @@ def write_outputs(result: RunResult, out_dir: Path, *, include_timing: bool = Tr
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+ASSIGNMENT_CHUNK_ROWS = 100_000
+
+
+def _write_assignments(result: RunResult, path: Path) -> None:
+    """assignments.csv a block of rows at a time: the whole table at once holds every id as a
+    Python string (~60 MB per million users) and pandas' text copies of the columns."""
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        for start in range(0, max(len(result.labels), 1), ASSIGNMENT_CHUNK_ROWS):
+            block = labels_frame(result, slice(start, start + ASSIGNMENT_CHUNK_ROWS))
+            block.to_csv(fh, header=start == 0, index=False, lineterminator="\n")
 
 
 def _swap_into_place(tmp: Path, out_dir: Path) -> None:

@@ -10,11 +10,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator, clone
 from sklearn.compose import ColumnTransformer
 from sklearn.decomposition import PCA
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, RobustScaler, StandardScaler
+from sklearn.utils.validation import FLOAT_DTYPES, check_array
 
 from apg.config import PreprocessingConfig
 from apg.errors import DataError
@@ -47,6 +49,81 @@ def _transform_in_blocks(transformer: Pipeline, data: pd.DataFrame) -> np.ndarra
         block = data.iloc[start : start + TRANSFORM_CHUNK_ROWS]
         X[start : start + len(block)] = transformer.transform(block)
     return X
+
+
+def _fit_by_column(transformer: Pipeline, data: pd.DataFrame, frame: FeatureFrame) -> bool:
+    """Fit ``transformer`` (no PCA) to the same state, bit for bit, as
+    ``transformer.fit(data)``, holding one column at a time instead of the whole matrix: the
+    structure (columns, categories) is fitted on a few rows, then the numeric imputer and
+    scaler get statistics fitted column by column and the categorical imputer the fill values
+    of all rows.
+
+    Returns False where per-column statistics could differ from a whole-frame fit; the caller
+    then fits the plain way, which replaces anything fitted here.
+    """
+    numeric, categorical = frame.numeric_features, frame.categorical_features
+    if numeric:
+        num = data[numeric]
+        # scikit-learn reduces the converted matrix along axis 0; those sums add up each
+        # column in one contiguous run (as a single column does) only when pandas hands it a
+        # column-major matrix, which is how pandas lays out its blocks.
+        probe = check_array(
+            num.iloc[:2], dtype=FLOAT_DTYPES, ensure_all_finite="allow-nan", copy=True
+        )  # also the dtype the whole frame converts to
+        if len(numeric) > 1 and not probe.flags.f_contiguous:
+            return False
+        # An all-missing column is dropped by the imputer, with a warning per fit.
+        if any(not num[c].notna().any() for c in numeric):
+            return False
+    transformer.fit(data.iloc[_structure_rows(data, numeric, categorical)])
+    parts = transformer.named_steps["columns"].named_transformers_
+    if numeric:
+        imputer, scaler = parts["num"].named_steps["impute"], parts["num"].named_steps["scale"]
+        imputers: list[BaseEstimator] = []
+        scalers: list[BaseEstimator] = []
+        for col in numeric:
+            x = check_array(
+                data[[col]], dtype=FLOAT_DTYPES, ensure_all_finite="allow-nan", input_name="X"
+            )
+            x = x.astype(probe.dtype, copy=False)  # a float32 column among float64 ones
+            imputers.append(clone(imputer).fit(x))
+            scalers.append(clone(scaler).fit(imputers[-1].transform(x)))
+        if not (_install(imputer, imputers) and _install(scaler, scalers)):
+            return False
+    if categorical:
+        # The fill value (most frequent category) needs every row; the categories are all in
+        # the structure rows. The imputer counts each column on its own.
+        full = clone(parts["cat"].named_steps["impute"]).fit(data[categorical])
+        parts["cat"].named_steps["impute"].statistics_ = full.statistics_
+    return True
+
+
+def _structure_rows(data: pd.DataFrame, numeric: list[str], categorical: list[str]) -> np.ndarray:
+    """Rows that fit the same structure as all rows: the first two, a present value of
+    every numeric column and the first row of every category (so one-hot sees them all)."""
+    picks = [np.arange(min(2, len(data)))]
+    picks += [np.array([int(np.argmax(data[c].notna().to_numpy()))]) for c in numeric]
+    picks += [np.flatnonzero(~data[c].duplicated().to_numpy()) for c in categorical]
+    return np.unique(np.concatenate(picks))
+
+
+def _install(target: BaseEstimator, per_column: list[BaseEstimator]) -> bool:
+    """Give ``target`` (fitted on the structure rows) the fitted state of ``per_column``,
+    one estimator fitted on each of its columns: per-feature arrays are joined, counts taken
+    over; names and feature counts stay the structure fit's. False if counts disagree."""
+    for name, value in list(vars(target).items()):
+        if not name.endswith("_") or name in ("n_features_in_", "feature_names_in_"):
+            continue
+        values = [vars(e)[name] for e in per_column]
+        if isinstance(value, np.ndarray) and value.shape == (len(per_column),):
+            setattr(target, name, np.concatenate(values))
+        elif value is not None:
+            # A count such as n_samples_seen_: the same for every column unless some column
+            # had missing values, which imputation rules out before the scaler.
+            if not all(np.array_equal(v, values[0]) for v in values):
+                return False
+            setattr(target, name, values[0])
+    return True
 
 
 def _as_text(values: pd.Series) -> pd.Series:
@@ -115,9 +192,10 @@ def prepare(frame: FeatureFrame, config: PreprocessingConfig, seed: int = 0) -> 
     transformer = build_transformer(frame, config, seed)
     try:
         if config.pca is None and len(data) > TRANSFORM_CHUNK_ROWS:
-            # fit, then transform in blocks into one matrix: fit_transform would hold three
-            # full-size intermediates (imputed, scaled, stacked), 360 MB at 1M x 15.
-            transformer.fit(data)
+            # Fit column by column, then transform in blocks into one matrix: a plain fit
+            # holds several full-size copies (converted, imputed, scaled, stacked).
+            if not _fit_by_column(transformer, data, frame):
+                transformer.fit(data)
             X = _transform_in_blocks(transformer, data)
         else:
             X = np.asarray(transformer.fit_transform(data), dtype=np.float64)

@@ -88,12 +88,47 @@ def _num(x: Any) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
 
 
-def contrasts_for(frame: FeatureFrame, mask: np.ndarray) -> list[Contrast]:
+class _Population:
+    """Whole-population figures, computed once per column however many clusters ask."""
+
+    def __init__(self, frame: FeatureFrame) -> None:
+        self.frame = frame
+        self._moments: dict[str, tuple[Any, Any]] = {}
+        self._shares: dict[str, pd.Series] = {}
+        self._summaries: dict[str, NumericSummary] = {}
+
+    def moments(self, col: str) -> tuple[Any, Any]:
+        """Mean and standard deviation (ddof=1) of a numeric column."""
+        if col not in self._moments:
+            values = self.frame.raw[col]
+            self._moments[col] = (values.mean(), values.std(ddof=1))
+        return self._moments[col]
+
+    def summary(self, col: str) -> NumericSummary:
+        """Mean and quartiles of a numeric demographic (a copy: profiles own theirs)."""
+        if col not in self._summaries:
+            self._summaries[col] = _summary(self.frame.raw[col])
+        return self._summaries[col].model_copy()
+
+    def shares(self, col: str) -> pd.Series:
+        """The share of each value of a categorical column (as text, missing named)."""
+        if col not in self._shares:
+            self._shares[col] = _as_text(self.frame.raw[col]).value_counts(normalize=True)
+        return self._shares[col]
+
+
+def _as_text(values: pd.Series) -> pd.Series:
+    return values.astype("string").fillna("(missing)")
+
+
+def contrasts_for(
+    frame: FeatureFrame, mask: np.ndarray, population: _Population | None = None
+) -> list[Contrast]:
+    population = population or _Population(frame)
     out = []
     for col in frame.numeric_features:
         values = frame.raw[col]
-        pop_mean = values.mean()
-        pop_std = values.std(ddof=1)
+        pop_mean, pop_std = population.moments(col)
         cl_mean = values[mask].mean()
         if pd.isna(cl_mean) or pd.isna(pop_mean):
             continue
@@ -127,7 +162,10 @@ def _summary(values: pd.Series) -> NumericSummary:
     )
 
 
-def demographics_for(frame: FeatureFrame, mask: np.ndarray) -> dict[str, DemographicProfile]:
+def demographics_for(
+    frame: FeatureFrame, mask: np.ndarray, population: _Population | None = None
+) -> dict[str, DemographicProfile]:
+    population = population or _Population(frame)
     out: dict[str, DemographicProfile] = {}
     for col in frame.demographic:
         values = frame.raw[col]
@@ -138,12 +176,11 @@ def demographics_for(frame: FeatureFrame, mask: np.ndarray) -> dict[str, Demogra
                 kind="numeric",
                 missing=missing,
                 cluster=_summary(members),
-                population=_summary(values),
+                population=population.summary(col),
             )
             continue
-        text = values.astype("string").fillna("(missing)")
-        pop = text.value_counts(normalize=True)
-        counts = text[mask].value_counts()
+        pop = population.shares(col)
+        counts = _as_text(members).value_counts()
         total = int(counts.sum())
         cats = [
             CategoryShare(
@@ -183,13 +220,18 @@ def build_profiles(
     clusters = sorted(
         (int(c) for c in np.unique(labels) if c >= 0), key=lambda c: (-int(np.sum(labels == c)), c)
     )
-    ids = frame.ids.astype(str).to_numpy()
+    population = _Population(frame)
     profiles = []
     for rank, cluster in enumerate(clusters, start=1):
         mask = labels == cluster
         members = np.flatnonzero(mask)
-        centre = X[members].mean(axis=0)
-        dist = np.sqrt(((X[members] - centre) ** 2).sum(axis=1))
+        # One copy of the members' rows, squared in place: a big cluster's rows are tens of MB.
+        rows = X[members]
+        centre = rows.mean(axis=0)
+        rows -= centre
+        np.square(rows, out=rows)
+        dist = np.sqrt(rows.sum(axis=1))
+        del rows
         # Stable sort so ties resolve by row order: determinism across runs.
         nearest = members[np.argsort(dist, kind="stable")[:N_REPRESENTATIVES]]
         q1, q3 = np.percentile(dist, [25, 75])
@@ -203,17 +245,21 @@ def build_profiles(
                 share=float(mask.sum() / n),
                 centroid={c: _num(frame.raw[c][mask].mean()) for c in frame.numeric_features},
                 categories=_categories(frame, mask),
-                contrasts=contrasts_for(frame, mask),
-                demographics=demographics_for(frame, mask),
-                representatives=[str(i) for i in ids[nearest]],
-                atypical=Atypical(
-                    count=len(far), ids=[str(i) for i in ids[far[:N_REPRESENTATIVES]]]
-                ),
+                contrasts=contrasts_for(frame, mask, population),
+                demographics=demographics_for(frame, mask, population),
+                representatives=_ids_at(frame.ids, nearest),
+                atypical=Atypical(count=len(far), ids=_ids_at(frame.ids, far[:N_REPRESENTATIVES])),
             )
         )
     noise = labels < 0
     outliers = OutlierProfile(size=int(noise.sum()), share=float(noise.sum() / n) if n else 0.0)
     if noise.any():
-        outliers.contrasts = contrasts_for(frame, noise)
-        outliers.demographics = demographics_for(frame, noise)
+        outliers.contrasts = contrasts_for(frame, noise, population)
+        outliers.demographics = demographics_for(frame, noise, population)
     return profiles, outliers
+
+
+def _ids_at(ids: pd.Series, rows: np.ndarray) -> list[str]:
+    """The ids of some rows as text; only those rows are converted (all ids as Python
+    strings would be ~60 MB per million users)."""
+    return [str(i) for i in ids.iloc[rows].astype(str).to_numpy()]

@@ -10,9 +10,10 @@
 * text compared as ``str`` (``object``, ``string`` and ``category`` alike); times as UTC
   nanoseconds (any resolution, naive times taken as UTC);
 * rows in any order: each column is hashed per row (pandas' ``hash_pandas_object``, a fixed
-  key), the column hashes are folded into one 64-bit hash per row, column by column so that
-  only one encoded column exists at a time (a million rows stay within a few tens of MB), and
-  the sorted row hashes are fed to sha256 with the shape and column tags.
+  key), the column hashes are folded into one 64-bit hash per row, column by column (text a
+  block of rows at a time) so that little of the table is encoded at once (a million rows
+  stay within a few tens of MB), and the sorted row hashes are fed to sha256 with the shape
+  and column tags.
 
 Row hashes are 64-bit, which is plenty to tell tables apart but not a cryptographic commitment
 to every cell; and a pandas upgrade that changed ``hash_pandas_object`` would change every
@@ -28,6 +29,19 @@ import pandas as pd
 from pandas.api import types as ptypes
 
 _MISSING = "\x00<missing>\x00"
+
+
+TEXT_BLOCK_ROWS = 65_536
+
+
+def _is_text(dtype: object) -> bool:
+    """Whether :func:`_canonical` encodes this dtype as text."""
+    return not (
+        ptypes.is_bool_dtype(dtype)
+        or (ptypes.is_numeric_dtype(dtype) and not ptypes.is_complex_dtype(dtype))
+        or ptypes.is_datetime64_any_dtype(dtype)
+        or ptypes.is_timedelta64_dtype(dtype)
+    )
 
 
 def _canonical(column: pd.Series) -> tuple[str, list[pd.Series]]:
@@ -79,12 +93,21 @@ def fingerprint(frame: pd.DataFrame) -> str:
     digest.update(f"rows={len(frame)};cols={len(columns)}\n".encode())
     rows = np.zeros(len(frame), dtype=np.uint64)
     for name in columns:
-        kind, series = _canonical(frame[name].reset_index(drop=True))
+        column = frame[name].reset_index(drop=True)
+        # Text is encoded a block of rows at a time: as Python strings a million-row column
+        # takes ~60 MB, and hashing copies it twice more. A row's hash is its own, so blocks
+        # give the same hashes.
+        step = TEXT_BLOCK_ROWS if _is_text(column.dtype) else max(len(column), 1)
+        kind = ""
+        for start in range(0, max(len(column), 1), step):
+            kind, series = _canonical(column.iloc[start : start + step])
+            block = rows[start : start + step]
+            for s in series:
+                # FNV-style fold: order-dependent across columns (they are sorted), wraps
+                # mod 2**64.
+                block *= _FOLD
+                block ^= pd.util.hash_pandas_object(s, index=False).to_numpy(dtype=np.uint64)
         digest.update(f"{name}\x1f{kind}\n".encode())
-        for s in series:
-            # FNV-style fold: order-dependent across columns (they are sorted), wraps mod 2**64.
-            rows *= _FOLD
-            rows ^= pd.util.hash_pandas_object(s, index=False).to_numpy(dtype=np.uint64)
     if columns and len(frame):
         digest.update(np.sort(rows).tobytes())
     return f"sha256:{digest.hexdigest()}"
