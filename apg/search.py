@@ -166,7 +166,11 @@ def _cuts(
 def _dbscan(X: np.ndarray, cfg: SearchConfig, progress: Progress) -> list[Candidate]:
     assert cfg.dbscan is not None
     out: list[Candidate] = []
-    for m, group in dbscan_candidates(X, cfg.dbscan):
+    # Its BLAS products are small blocks: a second BLAS thread only spins, and in exact mode
+    # the other core is building trees.
+    with threadpool_limits(limits=1):
+        groups = dbscan_candidates(X, cfg.dbscan)
+    for m, group in groups:
         out += group
         progress(f"search: dbscan min_samples={m}, {len(group)} eps values")
     return out
