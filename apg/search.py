@@ -210,7 +210,9 @@ def dbscan_candidates(X: np.ndarray, grid: DbscanGrid) -> list[tuple[int, list[C
     return out
 
 
-def _score(X: np.ndarray, candidates: list[Candidate], cfg: SearchConfig) -> None:
+def _score(
+    X: np.ndarray, candidates: list[Candidate], cfg: SearchConfig, threads: int | None = None
+) -> None:
     n = len(X)
     for c in candidates:
         valid = c.labels >= 0
@@ -220,7 +222,7 @@ def _score(X: np.ndarray, candidates: list[Candidate], cfg: SearchConfig) -> Non
         c.noise_share = float(1 - valid.mean())
         c.min_cluster_share = float(sizes.min() / n) if len(sizes) else 0.0
     scored = [c for c in candidates if c.n_clusters >= 2]
-    silhouettes = silhouette_many(X, [c.labels for c in scored])
+    silhouettes = silhouette_many(X, [c.labels for c in scored], threads=threads)
     for c, s in zip(scored, silhouettes, strict=True):
         c.silhouette = float(s)
         valid = c.labels >= 0
@@ -338,20 +340,25 @@ def _fit_local(
             dbscan = _dbscan(X, cfg, say)
         if pending is not None:
             assert cfg.agglomerative is not None
-            # Score what is ready while the workers build the trees, then each tree's cuts
-            # as it lands: only the last tree's cuts are left to score when it is in.
-            scored = [*kmeans, *dbscan]
-            say(f"search: scoring {len(scored)} candidates")
-            _score(X, scored, cfg)
+            # The trees are bound by memory latency: scoring next to two tree workers slowed
+            # them by half (measured). So candidates wait until a core is free (a worker has
+            # finished, or there are fewer workers than cores) and are then scored together.
+            waiting = [*kmeans, *dbscan]
             by_linkage: dict[str, list[Candidate]] = {}
-            for batch in pending.as_completed():
-                fresh = []
+            batches = pending.as_completed()
+            while True:
+                if waiting and (pending.busy < _workers() or not pending.busy):
+                    say(f"search: scoring {len(waiting)} candidates")
+                    _score(X, waiting, cfg, threads=max(1, _workers() - pending.busy))
+                    scored += waiting
+                    waiting = []
+                batch = next(batches, None)
+                if batch is None:
+                    break
                 for method, Z, seconds in batch:
                     trees[method] = Z
                     by_linkage[method] = _cuts(X, cfg, say, method, Z, seconds)
-                    fresh += by_linkage[method]
-                _score(X, fresh, cfg)
-                scored += fresh
+                    waiting += by_linkage[method]
             agglomerative = [c for m in cfg.agglomerative.linkage for c in by_linkage[m]]
         elif cfg.agglomerative is not None:
             agglomerative = _agglomerative(X, cfg, say, trees)

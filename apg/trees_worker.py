@@ -89,6 +89,11 @@ class TreeJobs:
         groups = [linkages[i::processes] for i in range(processes)]
         self.jobs = [TreeJob(X, group) for group in groups if group]
 
+    @property
+    def busy(self) -> int:
+        """Workers still building."""
+        return sum(not job.done for job in self.jobs)
+
     def as_completed(self) -> Iterator[list[tuple[str, np.ndarray, float]]]:
         """Batches of (method, Z, seconds), each as soon as any tree is finished."""
         while not all(job.done for job in self.jobs):

@@ -156,3 +156,29 @@ def test_tree_jobs_deliver_each_tree_once_and_report_a_failed_worker() -> None:
     broken = TreeJobs(X, ["ward", "centroid"], processes=1)
     with pytest.raises(RuntimeError, match=r"(?s)tree worker failed \(1\):.*unsupported linkage"):
         broken.result()
+
+
+def test_search_with_tree_workers_scores_every_candidate_like_sklearn() -> None:
+    """Candidates are scored in batches as trees land; every score must still be sklearn's."""
+    n = PARALLEL_TREES_MIN_ROWS
+    X, _ = make_blobs(n_samples=n, centers=3, n_features=4, random_state=5)
+    cfg = SearchConfig.model_validate(
+        {
+            "kmeans": {"k": [2, 3]},
+            "agglomerative": {"k": [2, 3], "linkage": ["ward", "average", "complete"]},
+            "dbscan": {"eps": "auto", "min_samples": [10]},
+        }
+    )
+    result = run_search(X, cfg)
+    assert {c.algorithm for c in result.candidates} == {"kmeans", "agglomerative", "dbscan"}
+    for c in result.candidates:
+        if c.algorithm == "agglomerative":
+            expected = AgglomerativeClustering(
+                n_clusters=c.params["k"], linkage=c.params["linkage"]
+            )
+            np.testing.assert_array_equal(c.labels, expected.fit(X).labels_)
+        keep = c.labels >= 0
+        if c.n_clusters >= 2:
+            assert c.silhouette == pytest.approx(
+                silhouette_score(X[keep], c.labels[keep]), abs=1e-6
+            ), c.key
