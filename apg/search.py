@@ -86,6 +86,7 @@ class SearchResult:
     # labels of all users measured on a fresh sample (shows the assignment held).
     sample_indices: np.ndarray | None = field(default=None, repr=False)
     assigned_silhouette: float | None = None
+    assign_seconds: float | None = None  # sample mode: placing every row and checking it
     linkage_trees: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
 
@@ -289,6 +290,7 @@ def run_search(X: np.ndarray, cfg: SearchConfig, progress: Progress | None = Non
     )
     result = _search(X[sample], cfg, say)
     say(f"assign: {n:,} rows to {result.winner.n_clusters} clusters")
+    start = time.perf_counter()
     labels = result.model.predict(X)
     labels[sample] = result.labels  # fitted rows keep the labels that were scored
     # A fresh sample (other seed, same size) checks that the assignment held.
@@ -300,6 +302,7 @@ def run_search(X: np.ndarray, cfg: SearchConfig, progress: Progress | None = Non
     result.mode = "sample"
     result.sample_indices = sample
     result.assigned_silhouette = float(assigned)
+    result.assign_seconds = time.perf_counter() - start
     return result
 
 
