@@ -1,8 +1,9 @@
 """The clustering search: every candidate on the grid, scored, with one winner.
 
-Candidates share work (see ``apg.kernels``): one tree per linkage cut at every k, one neighbour
-structure for all DBSCAN settings, and one chunked pass that scores every candidate's
-silhouette. Scores are those of scikit-learn on the same labels, in the clustered space.
+Candidates share work: one tree per linkage cut at every k (``apg.kernels``, built in worker
+processes by ``apg.trees_worker``), one bucketed pair pass for all DBSCAN settings
+(``apg.neighbors``), and chunked passes that score many candidates' silhouettes at once
+(``apg.silhouettes``). Labels and scores are those of scikit-learn, in the clustered space.
 """
 
 from __future__ import annotations
