@@ -86,7 +86,7 @@ def _fit_by_column(transformer: Pipeline, data: pd.DataFrame, frame: FeatureFram
                 data[[col]], dtype=FLOAT_DTYPES, ensure_all_finite="allow-nan", input_name="X"
             )
             x = x.astype(probe.dtype, copy=False)  # a float32 column among float64 ones
-            imputers.append(clone(imputer).fit(x))
+            imputers.append(_fit_imputer(imputer, x))
             scalers.append(clone(scaler).fit(imputers[-1].transform(x)))
         if not (_install(imputer, imputers) and _install(scaler, scalers)):
             return False
@@ -96,6 +96,34 @@ def _fit_by_column(transformer: Pipeline, data: pd.DataFrame, frame: FeatureFram
         full = clone(parts["cat"].named_steps["impute"]).fit(data[categorical])
         parts["cat"].named_steps["impute"].statistics_ = full.statistics_
     return True
+
+
+def _fit_imputer(imputer: BaseEstimator, x: np.ndarray) -> BaseEstimator:
+    """``clone(imputer).fit(x)`` for one column. scikit-learn's median sorts a masked array
+    (0.9 s of the 1M-row run); the same two middle order statistics come from a partition,
+    halved the way ``np.ma.median`` does, so the statistic is bit for bit the same."""
+    fitted = clone(imputer)
+    if fitted.strategy != "median" or x.dtype != np.float64:
+        return fitted.fit(x)
+    values = x[:, 0][~np.isnan(x[:, 0])]
+    if not values.size:
+        return fitted.fit(x)
+    # Fitted on one present value for the fitted state, then given the median of all rows.
+    fitted.fit(values[:1, None])
+    fitted.statistics_ = np.array([_median(values)])
+    return fitted
+
+
+def _median(values: np.ndarray) -> float:
+    """``np.ma.median`` of present values: (low + high) / 2 of the middle pair, where low is
+    high for an odd count."""
+    half = values.size // 2
+    if values.size % 2:
+        low = high = np.partition(values, half)[half]
+    else:
+        parts = np.partition(values, [half - 1, half])
+        low, high = parts[half - 1], parts[half]
+    return float(np.true_divide(np.add(low, high), 2.0))
 
 
 def _structure_rows(data: pd.DataFrame, numeric: list[str], categorical: list[str]) -> np.ndarray:

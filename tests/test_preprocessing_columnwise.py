@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.cluster import KMeans
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
@@ -23,7 +25,7 @@ from apg.clusters import ClusterModel
 from apg.config import PreprocessingConfig
 from apg.features import FeatureFrame
 from apg.model_io import StoredModel, from_fitted, preprocessing_of
-from apg.preprocessing import prepare, transform
+from apg.preprocessing import _fit_imputer, prepare, transform
 
 ROWS = 500
 NUMERIC = ["logins", "minutes", "spend", "score", "flat"]
@@ -235,3 +237,24 @@ def test_stored_model_of_a_columnwise_fit_assigns_like_sklearn_after_reload(
     assert loaded.training_agreement == 1.0
     assert np.array_equal(loaded.assign(data), labels)
     assert np.abs(loaded.transform(data) - expected).max() <= 1e-12
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.floats(min_value=-1e300, max_value=1e300, width=64),
+            st.sampled_from([0.0, -0.0, 1.0, 2.5, np.nan]),
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_partition_median_equals_sklearns_masked_median(values: list[float]) -> None:
+    x = np.array(values, dtype=np.float64)[:, None]
+    if np.isnan(x).all():
+        return  # all-missing columns take the plain fit (covered above)
+    ours = _fit_imputer(SimpleImputer(strategy="median"), x)
+    theirs = SimpleImputer(strategy="median").fit(x)
+    np.testing.assert_array_equal(ours.statistics_, theirs.statistics_)
+    np.testing.assert_array_equal(ours.transform(x), theirs.transform(x))
