@@ -25,6 +25,10 @@ import numpy as np
 POLL_SECONDS = 0.02
 
 
+def _condensed_gib(n: int) -> float:
+    return n * (n - 1) / 2 * 8 / 2**30
+
+
 class TreeJob:
     """A running tree build; ``ready()`` returns the trees finished since the last call."""
 
@@ -33,7 +37,10 @@ class TreeJob:
         self.folder = Path(self._dir.name)
         np.save(self.folder / "X.npy", X, allow_pickle=False)
         self.linkages = linkages
+        self.n = len(X)
         self._pending = list(linkages)
+        # stderr goes to a file: a pipe nobody reads while polling would block a chatty worker.
+        self._stderr = open(self.folder / "stderr.txt", "wb")  # noqa: SIM115 (closed in close())
         self._proc = subprocess.Popen(
             [
                 sys.executable,
@@ -44,7 +51,7 @@ class TreeJob:
                 *linkages,
             ],
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=self._stderr,
         )
 
     @property
@@ -69,15 +76,26 @@ class TreeJob:
         # A tree may land between the poll above and the worker's exit: look once more.
         if any((self.folder / f"{m}.npz").exists() for m in self._pending):
             return
-        err = self._proc.stderr.read() if self._proc.stderr else b""
-        raise RuntimeError(f"tree worker failed ({self._proc.returncode}): {err.decode()[-500:]}")
+        code = self._proc.returncode
+        if code < 0:
+            # Killed: on Linux most often the kernel's OOM killer, since each worker holds
+            # one condensed distance matrix of 4 n^2 bytes.
+            from apg.errors import SearchError
+
+            raise SearchError(
+                f"the hierarchical tree worker was killed (signal {-code}), most likely out of "
+                f"memory: each exact tree needs about {_condensed_gib(self.n):.1f} GiB at "
+                f"{self.n:,} rows. Lower search.exact_max_rows (sample mode takes over above "
+                "it) or drop linkages from search.agglomerative.linkage"
+            )
+        err = (self.folder / "stderr.txt").read_bytes().decode(errors="replace")
+        raise RuntimeError(f"tree worker failed ({code}): {err[-500:]}")
 
     def close(self) -> None:
         if self._proc.poll() is None:
             self._proc.kill()
         self._proc.wait()
-        if self._proc.stderr:
-            self._proc.stderr.close()
+        self._stderr.close()
         self._dir.cleanup()
 
 

@@ -182,3 +182,17 @@ def test_search_with_tree_workers_scores_every_candidate_like_sklearn() -> None:
             assert c.silhouette == pytest.approx(
                 silhouette_score(X[keep], c.labels[keep]), abs=1e-6
             ), c.key
+
+
+def test_a_killed_tree_worker_is_a_clear_search_error() -> None:
+    import os
+    import signal
+
+    from apg.errors import SearchError
+
+    X = np.random.default_rng(3).normal(size=(3000, 3))
+    jobs = TreeJobs(X, ["average"], processes=1)
+    # The kernel's OOM killer cannot be summoned on demand; SIGKILL is what it sends.
+    os.kill(jobs.jobs[0]._proc.pid, signal.SIGKILL)
+    with pytest.raises(SearchError, match=r"killed \(signal 9\), most likely out of memory"):
+        jobs.result()
