@@ -30,7 +30,8 @@ from scipy.spatial.distance import pdist
 LINKAGES: tuple[str, ...] = ("ward", "average", "complete")
 
 
-def _as_float_matrix(X: np.ndarray) -> np.ndarray:
+def as_float_matrix(X: np.ndarray) -> np.ndarray:
+    """X as a 2-d float64 array, or a ValueError naming its shape."""
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2:
         raise ValueError(f"X must be 2-dimensional, got shape {X.shape}")
@@ -54,7 +55,7 @@ def linkage_matrices(
     condensed matrix (1.6 GB at n=20,000). A given ``condensed`` (which must be ``pdist(X)``)
     is left intact: each tree then works on a copy of it.
     """
-    X = _as_float_matrix(X)
+    X = as_float_matrix(X)
     n = X.shape[0]
     if n < 2:
         raise ValueError("hierarchical clustering needs at least 2 samples")

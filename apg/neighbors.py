@@ -29,6 +29,8 @@ from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 from sklearn.neighbors import KDTree, NearestNeighbors
 
+from apg.kernels import as_float_matrix
+
 _EPS_SIGNIFICANT_DIGITS = 4
 # Rows per chunk and columns per boxed block: a chunk and a block whose bounding boxes are
 # farther apart than the radius are skipped (half the pairs on the benchmark data); 64 rows
@@ -40,13 +42,6 @@ _TABLE_BINS = 1 << 16
 _UNIT_ROUNDOFF = 2.0**-53
 # Slack on the box test, far above the rounding of the rotation (about 1e-15 relative).
 _BOX_SLACK = 1e-7
-
-
-def _as_float_matrix(X: np.ndarray) -> np.ndarray:
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2:
-        raise ValueError(f"X must be 2-dimensional, got shape {X.shape}")
-    return X
 
 
 def kdistance_eps_grid(
@@ -64,7 +59,7 @@ def kdistance_eps_grid(
     Values are deduplicated, sorted and positive (zero-distance quantiles,
     from duplicated points, are dropped).
     """
-    X = _as_float_matrix(X)
+    X = as_float_matrix(X)
     ms = [int(m) for m in min_samples]
     if not ms:
         return {}
@@ -336,7 +331,7 @@ class DbscanNeighbors:
         if not eps or not all(0 < e < math.inf for e in eps):
             raise ValueError(f"eps_values must be positive and finite, got {list(eps_values)}")
         self.eps_values: tuple[float, ...] = tuple(eps)
-        X = X if sparse.issparse(X) else _as_float_matrix(X)
+        X = X if sparse.issparse(X) else as_float_matrix(X)
         self.n_samples = X.shape[0]
         # The estimator DBSCAN builds, with the largest radius: its choice of algorithm
         # decides how DBSCAN measures.

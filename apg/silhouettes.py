@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from apg.kernels import as_float_matrix
+
 # Keeps each thread's chunk x n distance block near 32 MiB.
 _CHUNK_BYTES = 32 * 2**20
 _DERIVED = -1  # the cluster whose sums are the row sum minus the others'
@@ -96,9 +98,7 @@ def silhouette_many(
     Where sklearn would raise, that is unless 2 <= clusters <= non-noise samples - 1, the
     score is nan.
     """
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2:
-        raise ValueError(f"X must be 2-dimensional, got shape {X.shape}")
+    X = as_float_matrix(X)
     n = X.shape[0]
     if chunk_rows is None:
         chunk_rows = max(1, _CHUNK_BYTES // (8 * max(n, 1)))

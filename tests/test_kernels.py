@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
+from cluster_data import blobs_with_noise
 from scipy.spatial.distance import pdist
 from sklearn.cluster import AgglomerativeClustering
-from sklearn.datasets import make_blobs
 
 from apg.kernels import (
     hierarchical_labels,
@@ -13,22 +13,10 @@ from apg.kernels import (
 KS = range(2, 11)
 
 
-def _blobs_with_noise(n: int, dim: int, seed: int, duplicates: bool) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    n_noise = n // 10
-    X, _ = make_blobs(n_samples=n - n_noise, n_features=dim, centers=4, random_state=seed)
-    noise = rng.uniform(X.min(axis=0), X.max(axis=0), size=(n_noise, dim))
-    X = np.vstack([X, noise])
-    if duplicates:
-        copies = rng.choice(n, size=n // 5, replace=False)
-        X[copies[: n // 10]] = X[copies[n // 10 :]]
-    return X[rng.permutation(n)]
-
-
 DATASETS = {
-    "blobs2d": _blobs_with_noise(400, 2, 0, duplicates=False),
-    "blobs5d_dup": _blobs_with_noise(500, 5, 1, duplicates=True),
-    "blobs3d_dup": _blobs_with_noise(300, 3, 2, duplicates=True),
+    "blobs2d": blobs_with_noise(400, 2, 0, duplicates=False),
+    "blobs5d_dup": blobs_with_noise(500, 5, 1, duplicates=True),
+    "blobs3d_dup": blobs_with_noise(300, 3, 2, duplicates=True),
 }
 
 

@@ -10,25 +10,13 @@ import math
 
 import numpy as np
 import pytest
+from cluster_data import blobs_with_noise
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn.cluster import DBSCAN
-from sklearn.datasets import make_blobs
 from sklearn.neighbors import NearestNeighbors
 
 from apg.neighbors import DbscanNeighbors, _Scan, kdistance_eps_grid
-
-
-def _blobs_with_noise(n: int, dim: int, seed: int, duplicates: bool) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    n_noise = n // 10
-    X, _ = make_blobs(n_samples=n - n_noise, n_features=dim, centers=4, random_state=seed)
-    noise = rng.uniform(X.min(axis=0), X.max(axis=0), size=(n_noise, dim))
-    X = np.vstack([X, noise])
-    if duplicates:
-        copies = rng.choice(n, size=n // 5, replace=False)
-        X[copies[: n // 10]] = X[copies[n // 10 :]]
-    return X[rng.permutation(n)]
 
 
 def _standardized_survey(n: int, seed: int) -> np.ndarray:
@@ -61,14 +49,14 @@ def _cube_corners() -> np.ndarray:
 
 RNG = np.random.default_rng(11)
 DATASETS = {
-    "blobs2d": _blobs_with_noise(400, 2, 0, duplicates=False),
-    "blobs5d_dup": _blobs_with_noise(500, 5, 1, duplicates=True),
-    "blobs3d_dup": _blobs_with_noise(300, 3, 2, duplicates=True),
+    "blobs2d": blobs_with_noise(400, 2, 0, duplicates=False),
+    "blobs5d_dup": blobs_with_noise(500, 5, 1, duplicates=True),
+    "blobs3d_dup": blobs_with_noise(300, 3, 2, duplicates=True),
     "uniform11d": RNG.uniform(size=(400, 11)),
     "integers3d": RNG.integers(0, 6, size=(300, 3)).astype(float),
     "survey11d": _standardized_survey(700, 3),
     "cube": _cube_corners(),
-    "wide20d": _blobs_with_noise(200, 20, 4, duplicates=True),
+    "wide20d": blobs_with_noise(200, 20, 4, duplicates=True),
 }
 BRUTE = {"wide20d"}
 
