@@ -119,6 +119,12 @@ def quick_config(
     metavar="ADDRESS",
     help="Fit the candidates on this Dask scheduler (needs apg[dask]).",
 )
+@click.option(
+    "--stream/--no-stream",
+    default=None,
+    help="Read a Parquet source a column or a batch at a time, never whole (overrides "
+    "search.stream; default: when the table would not fit in half the free memory).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 @click.option(
     "--db",
@@ -145,6 +151,7 @@ def run(
     llm: str | None,
     model: str | None,
     dask_address: str | None,
+    stream: bool | None,
     quiet: bool,
     db: str | None,
     no_store: bool,
@@ -193,6 +200,8 @@ def run(
     if dask_address:
         config.search.backend = "dask"
         config.search.dask_address = dask_address
+    if stream is not None:
+        config.search.stream = "on" if stream else "off"
 
     def progress(msg: str) -> None:
         if not quiet:

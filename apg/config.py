@@ -137,6 +137,11 @@ class SearchConfig(Strict):
     sample_size: int = Field(5_000, ge=100)
     backend: Literal["local", "dask"] = "local"
     dask_address: str | None = None
+    # A single Parquet source can be streamed: read a column or a batch of rows at a time,
+    # never whole (same results). ``auto`` streams when a whole-table run would need more
+    # than ``stream_memory_mib`` (default: half the memory available when the run starts).
+    stream: Literal["auto", "on", "off"] = "auto"
+    stream_memory_mib: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
     def _something_to_try(self) -> SearchConfig:

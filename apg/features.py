@@ -2,13 +2,18 @@
 
 Behavioral and attitudinal columns are clustered; demographic columns only describe clusters
 afterwards; the id is never a feature. Type problems are reported, never coerced silently.
+
+A table larger than memory is checked one column at a time (:func:`select_features_by_column`);
+its frame reads columns on demand (:class:`LazyRaw`) and classifies them as the in-memory path.
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
-from typing import Literal
+from collections.abc import Callable, Collection, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import pandas as pd
@@ -19,12 +24,118 @@ from apg.errors import DataError, listing
 MIN_ROWS = 10
 
 
+class Columns(Protocol):
+    """A table read one column at a time: a whole column of every row fits in memory, the
+    whole table need not."""
+
+    @property
+    def names(self) -> list[str]: ...
+
+    @property
+    def num_rows(self) -> int: ...
+
+    def column(self, name: str) -> pd.Series:
+        """Every row of one column, RangeIndex, with the dtype a whole-table read gives it."""
+        ...
+
+    def rows(self, indices: np.ndarray, columns: list[str]) -> pd.DataFrame:
+        """The rows at positions ``indices``, in that order, of ``columns``; RangeIndex."""
+        ...
+
+
+class LazyRaw:
+    """``FeatureFrame.raw`` of a table read column by column. Every access reads the column
+    again (a whole column is never kept), converts numbers stored as text as
+    :func:`select_features` does and applies the row mask ``keep``."""
+
+    def __init__(
+        self,
+        source: Columns,
+        dtypes: dict[str, Any],
+        converted: Collection[str] = (),
+        keep: np.ndarray | None = None,
+    ) -> None:
+        self._source = source
+        # The dtype of each whole column, in raw's order. A batch of rows can read as another
+        # (ints without a gap, numbers in text parsed to Int64 rather than Float64), and a
+        # batch's dtype decides its transform, so rows are given the whole column's.
+        self._dtypes = dtypes
+        self._converted = frozenset(converted)
+        self._keep = keep
+        self._len = source.num_rows if keep is None else int(np.count_nonzero(keep))
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self._dtypes)
+
+    def __contains__(self, col: object) -> bool:
+        return col in self._dtypes
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __getitem__(self, col: str) -> pd.Series:
+        if col not in self._dtypes:
+            raise KeyError(col)
+        values = self._as_raw(col, self._source.column(col))
+        if self._keep is not None:
+            values = values[self._keep].reset_index(drop=True)
+        return values
+
+    def rows(self, indices: np.ndarray, columns: list[str]) -> pd.DataFrame:
+        """The rows at ``indices`` (positions after the mask), in that order, of ``columns``;
+        RangeIndex, values and dtypes as ``self[col]`` has them."""
+        unknown = [c for c in columns if c not in self._dtypes]
+        if unknown:
+            raise KeyError(unknown)
+        positions = np.asarray(indices, dtype=np.intp)
+        if self._keep is not None:
+            positions = self._kept[positions]
+        table = self._source.rows(positions, list(columns))
+        return table.assign(**{c: self._as_raw(c, table[c]) for c in columns})
+
+    def batches(self, columns: list[str], batch_rows: int) -> Iterator[pd.DataFrame]:
+        """Every row (after the mask) of ``columns`` in order, ``batch_rows`` at a time (the
+        last: fewer), as :meth:`rows` gives them. A source with
+        ``batches(columns, batch_rows, keep=mask)`` reads them in one sequential pass."""
+        read = getattr(self._source, "batches", None)
+        if read is None:
+            for start in range(0, len(self), batch_rows):
+                yield self.rows(np.arange(start, min(start + batch_rows, len(self))), columns)
+            return
+        for table in read(list(columns), batch_rows, keep=self._keep):
+            yield table.assign(**{c: self._as_raw(c, table[c]) for c in columns})
+
+    def subset(self, keep: np.ndarray) -> LazyRaw:
+        """The same columns restricted to the rows where ``keep`` (a flag a current row)."""
+        mask = np.asarray(keep, dtype=bool)
+        if mask.shape != (len(self),):
+            raise ValueError(f"a row mask of shape {mask.shape} for {len(self)} rows")
+        if self._keep is not None:
+            combined = self._keep.copy()
+            combined[self._keep] = mask
+            mask = combined
+        return LazyRaw(self._source, self._dtypes, self._converted, mask)
+
+    @cached_property
+    def _kept(self) -> np.ndarray:
+        # Source positions of the kept rows: found once, not once a batch.
+        assert self._keep is not None
+        return np.flatnonzero(self._keep)
+
+    def _as_raw(self, col: str, values: pd.Series) -> pd.Series:
+        if col in self._converted:
+            values = _as_number(values)
+        dtype = self._dtypes[col]
+        return values if values.dtype == dtype else values.astype(dtype)
+
+
 @dataclass
 class FeatureFrame:
     """The rows to cluster, by role, with raw values in the data's own units."""
 
     ids: pd.Series
-    raw: pd.DataFrame  # clustering features then demographics, unmodified
+    raw: pd.DataFrame | LazyRaw  # clustering features then demographics, unmodified
     behavioral: list[str]
     attitudinal: list[str]
     demographic: list[str]
@@ -40,19 +151,18 @@ class FeatureFrame:
     def role_of(self, column: str) -> Literal["behavioral", "attitudinal"]:
         return "attitudinal" if column in self.attitudinal else "behavioral"
 
-    def subset(self, keep: pd.Series | list[bool]) -> FeatureFrame:
+    def subset(self, keep: pd.Series | list[bool] | np.ndarray) -> FeatureFrame:
         """The same frame restricted to some rows (e.g. after ``drop_rows``)."""
+        if isinstance(self.raw, LazyRaw):
+            flags = np.asarray(keep, dtype=bool)
+            return replace(
+                self, ids=self.ids[flags].reset_index(drop=True), raw=self.raw.subset(flags)
+            )
         mask = pd.Series(keep, index=self.raw.index) if isinstance(keep, list) else keep
-        return FeatureFrame(
+        return replace(
+            self,
             ids=self.ids[mask].reset_index(drop=True),
             raw=self.raw[mask].reset_index(drop=True),
-            behavioral=self.behavioral,
-            attitudinal=self.attitudinal,
-            demographic=self.demographic,
-            numeric_features=self.numeric_features,
-            categorical_features=self.categorical_features,
-            numeric_demographics=self.numeric_demographics,
-            dropped_columns=self.dropped_columns,
         )
 
 
@@ -82,32 +192,87 @@ def _looks_numeric(s: pd.Series) -> tuple[bool, str | None]:
     return False, None
 
 
-def select_features(
-    table: pd.DataFrame,
+def _as_number(s: pd.Series) -> pd.Series:
+    """A column of numbers stored as text, as numbers."""
+    return pd.to_numeric(s.astype("string").str.strip(), errors="coerce")
+
+
+_Kind = Literal["numeric", "numbers as text", "categorical"]
+
+
+def _classify(
+    s: pd.Series, col: str, degenerate: Literal["error", "drop"], origin: str
+) -> _Kind | None:
+    """How clustering column ``col`` (values ``s``) is used; None when it is dropped."""
+    if s.isna().all():
+        problem = "is entirely missing"
+    elif s.nunique(dropna=True) <= 1:
+        value = s.dropna().iloc[0]
+        plain = value.item() if isinstance(value, np.generic) else value  # not np.int64(3)
+        problem = f"is constant ({plain!r} in every row)"
+    else:
+        problem = ""
+    if problem:
+        if degenerate == "drop":
+            # stacklevel: the caller of select_features(_by_column), through _select.
+            warnings.warn(f"{origin}: dropped column {col!r}: it {problem}", stacklevel=4)
+            return None
+        raise DataError(
+            f"{origin}: column {col!r} {problem} and cannot separate users; remove it from "
+            "features or set preprocessing.degenerate_columns: drop"
+        )
+    if _is_numeric(s):
+        return "numeric"
+    present = s.dropna()
+    as_numbers = pd.to_numeric(present.astype(str).str.strip(), errors="coerce")
+    if as_numbers.notna().all():
+        # Numbers stored as text (JSON, SQL text columns): cluster them as numbers, and say so.
+        warnings.warn(
+            f"{origin}: column {col!r} holds numbers stored as text; using them as numbers",
+            stacklevel=4,
+        )
+        return "numbers as text"
+    looks, example = _looks_numeric(s)
+    if looks:
+        raise DataError(
+            f"{origin}: column {col!r} is numeric but has non-numeric text, e.g. {example!r}; "
+            "clean the value or mark it missing"
+        )
+    return "categorical"
+
+
+def _select(
+    names: Iterable[str],
+    num_rows: int,
+    column: Callable[[str], pd.Series],
     id_column: str,
     features: FeaturesConfig,
-    *,
-    degenerate: Literal["error", "drop"] = "error",
-    origin: str = "the data",
+    degenerate: Literal["error", "drop"],
+    origin: str,
+    make_raw: Callable[[list[str], list[str]], pd.DataFrame | LazyRaw],
 ) -> FeatureFrame:
-    """Validate roles against ``table`` and return the frame the pipeline clusters."""
-    if id_column not in table.columns:
+    """The checks and roles of :func:`select_features`, reading each column once through
+    ``column``; ``make_raw(columns, converted)`` builds ``raw`` (``converted``: the columns
+    of numbers stored as text)."""
+    names = list(names)
+    if id_column not in names:
         raise DataError(
-            f"{origin}: id column {id_column!r} not found; columns are {listing(table.columns)}"
+            f"{origin}: id column {id_column!r} not found; columns are {listing(names)}"
         )
     wanted = {
         "behavioral": features.behavioral,
         "attitudinal": features.attitudinal,
         "demographic": features.demographic,
     }
+    present = set(names)
     for role, cols in wanted.items():
-        missing = [c for c in cols if c not in table.columns]
+        missing = [c for c in cols if c not in present]
         if missing:
             raise DataError(
                 f"{origin}: {role} column(s) {listing(missing)} not found; columns are "
-                f"{listing(table.columns)}"
+                f"{listing(names)}"
             )
-    ids = table[id_column]
+    ids = column(id_column)
     if ids.isna().any():
         raise DataError(
             f"{origin}: id column {id_column!r} is empty in {int(ids.isna().sum())} row(s); "
@@ -120,71 +285,89 @@ def select_features(
             f"{origin}: id column {id_column!r} has {len(examples)} duplicate id(s), e.g. "
             f"{listing(examples, 5)}; each user must appear once"
         )
-    if len(table) < MIN_ROWS:
+    if num_rows < MIN_ROWS:
         raise DataError(
-            f"{origin}: {len(table)} row(s) is too few to cluster; at least {MIN_ROWS} are needed"
+            f"{origin}: {num_rows} row(s) is too few to cluster; at least {MIN_ROWS} are needed"
         )
 
-    numeric, categorical, dropped = [], [], []
-    converted: dict[str, pd.Series] = {}
-    for col in features.clustering:
-        s = table[col]
-        if s.isna().all():
-            problem = "is entirely missing"
-        elif s.nunique(dropna=True) <= 1:
-            value = s.dropna().iloc[0]
-            plain = value.item() if isinstance(value, np.generic) else value  # not np.int64(3)
-            problem = f"is constant ({plain!r} in every row)"
-        else:
-            problem = ""
-        if problem:
-            if degenerate == "drop":
-                warnings.warn(f"{origin}: dropped column {col!r}: it {problem}", stacklevel=2)
-                dropped.append(col)
-                continue
-            raise DataError(
-                f"{origin}: column {col!r} {problem} and cannot separate users; remove it from "
-                "features or set preprocessing.degenerate_columns: drop"
-            )
-        if _is_numeric(s):
-            numeric.append(col)
-            continue
-        present = s.dropna()
-        as_numbers = pd.to_numeric(present.astype(str).str.strip(), errors="coerce")
-        if as_numbers.notna().all():
-            # Numbers stored as text (JSON, SQL text columns): cluster them as numbers, and say so.
-            warnings.warn(
-                f"{origin}: column {col!r} holds numbers stored as text; using them as numbers",
-                stacklevel=2,
-            )
-            converted[col] = pd.to_numeric(s.astype("string").str.strip(), errors="coerce")
-            numeric.append(col)
-            continue
-        looks, example = _looks_numeric(s)
-        if looks:
-            raise DataError(
-                f"{origin}: column {col!r} is numeric but has non-numeric text, e.g. {example!r}; "
-                "clean the value or mark it missing"
-            )
-        categorical.append(col)
-
+    kinds: dict[str, _Kind | None] = {}
+    for col in features.clustering:  # a loop, not a comprehension: warnings' stacklevel
+        kinds[col] = _classify(column(col), col, degenerate, origin)
+    dropped = [c for c, kind in kinds.items() if kind is None]
     behavioral = [c for c in features.behavioral if c not in dropped]
     attitudinal = [c for c in features.attitudinal if c not in dropped]
     if not behavioral and not attitudinal:
         raise DataError(f"{origin}: every clustering column was dropped; nothing left to cluster")
-    numeric_demo = [
-        c for c in features.demographic if _is_numeric(table[c]) and not _is_code(table[c])
-    ]
+    numeric_demo: list[str] = []
+    for col in features.demographic:
+        s = column(col)
+        if _is_numeric(s) and not _is_code(s):
+            numeric_demo.append(col)
     cols = [*behavioral, *attitudinal, *features.demographic]
-    raw = table[cols].assign(**converted) if converted else table[cols]
+    converted = [c for c, kind in kinds.items() if kind == "numbers as text"]
     return FeatureFrame(
         ids=ids.reset_index(drop=True),
-        raw=raw.reset_index(drop=True),
+        raw=make_raw(cols, converted),
         behavioral=behavioral,
         attitudinal=attitudinal,
         demographic=list(features.demographic),
-        numeric_features=numeric,
-        categorical_features=categorical,
+        numeric_features=[c for c, kind in kinds.items() if kind in ("numeric", "numbers as text")],
+        categorical_features=[c for c, kind in kinds.items() if kind == "categorical"],
         numeric_demographics=numeric_demo,
         dropped_columns=dropped,
+    )
+
+
+def select_features(
+    table: pd.DataFrame,
+    id_column: str,
+    features: FeaturesConfig,
+    *,
+    degenerate: Literal["error", "drop"] = "error",
+    origin: str = "the data",
+) -> FeatureFrame:
+    """Validate roles against ``table`` and return the frame the pipeline clusters."""
+
+    def raw(cols: list[str], converted: list[str]) -> pd.DataFrame:
+        picked = table[cols]
+        if converted:
+            picked = picked.assign(**{c: _as_number(table[c]) for c in converted})
+        return picked.reset_index(drop=True)
+
+    return _select(
+        table.columns, len(table), table.__getitem__, id_column, features, degenerate, origin, raw
+    )
+
+
+def select_features_by_column(
+    columns: Columns,
+    id_column: str,
+    features: FeaturesConfig,
+    *,
+    degenerate: Literal["error", "drop"] = "error",
+    origin: str = "the data",
+) -> FeatureFrame:
+    """:func:`select_features` for a table read one column at a time: the same checks,
+    errors, warnings and roles; ``raw`` is a :class:`LazyRaw` over ``columns``."""
+    dtypes: dict[str, Any] = {}
+
+    def column(name: str) -> pd.Series:
+        values = columns.column(name)
+        dtypes[name] = values.dtype
+        return values
+
+    def raw(cols: list[str], converted: list[str]) -> LazyRaw:
+        for col in converted:  # read again rather than keep the whole converted column
+            dtypes[col] = _as_number(columns.column(col)).dtype
+        return LazyRaw(columns, {c: dtypes[c] for c in cols}, converted)
+
+    return _select(
+        columns.names,
+        columns.num_rows,
+        column,
+        id_column,
+        features,
+        degenerate,
+        origin,
+        raw,
     )

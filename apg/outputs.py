@@ -58,7 +58,7 @@ def personas_document(result: RunResult) -> dict[str, Any]:
             "created_at": result.created_at,
             "data": {
                 "rows_read": len(result.table.frame),
-                "rows_used": int(prepared.X.shape[0]),
+                "rows_used": len(result.labels),
                 "rows_dropped": prepared.rows_dropped,
                 "rows_per_source": result.table.rows_per_source,
                 "fingerprint": result.table.fingerprint,

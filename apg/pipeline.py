@@ -30,6 +30,14 @@ from apg.preprocessing import Prepared, prepare
 from apg.profiles import OutlierProfile, PersonaProfile, build_profiles
 from apg.search import SearchResult, run_search
 from apg.sources import SourceTable, load_sources
+from apg.sources.parquet_columns import StreamedTable, load_streamed, stream_plan
+from apg.streamed_run import (
+    Streamed,
+    assign_streamed,
+    prepare_streamed,
+    profile_streamed,
+    search_streamed,
+)
 
 Progress = Callable[[str], None]
 
@@ -47,10 +55,23 @@ class RunResult:
     labels: np.ndarray  # per row of prepared.frame; -1 is noise
     llm_calls: list[object] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    # A streamed run holds the matrix rows of these (sorted) rows only; None: every row.
+    x_rows: np.ndarray | None = field(default=None, repr=False)
+    # A streamed run measures the winner's agreement with the labels as it places rows.
+    training_agreement: float | None = None
 
     @property
     def frame(self) -> FeatureFrame:
         return self.prepared.frame
+
+    def matrix_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Rows of the clustering matrix; a streamed run has only the rows of ``x_rows``."""
+        if self.x_rows is None:
+            return self.prepared.X[rows]
+        at = np.searchsorted(self.x_rows, rows)
+        if not np.array_equal(self.x_rows[np.minimum(at, len(self.x_rows) - 1)], rows):
+            raise ValueError("this streamed run did not keep the matrix rows asked for")
+        return self.prepared.X[at]
 
 
 def created_at() -> str:
@@ -60,9 +81,28 @@ def created_at() -> str:
     return moment.replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
+def load_table(config: Config, say: Progress) -> SourceTable:
+    """The run's table: streamed (``search.stream``) or read whole."""
+    columns = stream_plan(
+        config.sources,
+        config.base_dir,
+        config.id_column,
+        config.search.stream,
+        config.search.stream_memory_mib,
+        len(config.features.clustering),
+    )
+    if columns is None:
+        return load_sources(config.sources, config.base_dir, config.id_column)
+    say(f"read: streaming {columns.label}, {columns.num_rows:,} rows, a column at a time")
+    return load_streamed(columns)
+
+
 def run_identity(table: SourceTable, config: Config) -> str:
     """A content address for the run: the same data, config and apg version give the same id."""
-    settings = config.model_dump(mode="json", exclude={"base_dir"})
+    # How the table is read (streamed or whole) does not change the results.
+    settings = config.model_dump(
+        mode="json", exclude={"base_dir": True, "search": {"stream", "stream_memory_mib"}}
+    )
     h = hashlib.sha256()
     h.update(table.fingerprint.encode())
     h.update(json.dumps(settings, sort_keys=True).encode())
@@ -138,29 +178,47 @@ def run(
     with timer.stage("read"):
         if table is None:
             say("read: loading sources")
-            table = load_sources(config.sources, config.base_dir, config.id_column)
-        say(f"read: {len(table.frame)} rows, {len(table.frame.columns)} columns")
+            table = load_table(config, say)
+        streamed = table.columns if isinstance(table, StreamedTable) else None
+        n_columns = len(streamed.names) if streamed else len(table.frame.columns)
+        say(f"read: {len(table.frame)} rows, {n_columns} columns")
     with timer.stage("prepare"):
-        labels = getattr(table, "labels", [])
-        origin = labels[0] if len(labels) == 1 else "the joined sources"
-        frame = select_features(
-            table.frame,
-            config.id_column,
-            config.features,
-            degenerate=config.preprocessing.degenerate_columns,
-            origin=origin,
-        )
-        prepared = prepare(frame, config.preprocessing, seed=config.search.seed)
+        if isinstance(table, StreamedTable):
+            prepared = prepare_streamed(table, config)
+        else:
+            labels = getattr(table, "labels", [])
+            origin = labels[0] if len(labels) == 1 else "the joined sources"
+            frame = select_features(
+                table.frame,
+                config.id_column,
+                config.features,
+                degenerate=config.preprocessing.degenerate_columns,
+                origin=origin,
+            )
+            prepared = prepare(frame, config.preprocessing, seed=config.search.seed)
         say(
-            f"prepare: {prepared.X.shape[0]} rows x {prepared.X.shape[1]} columns"
+            f"prepare: {len(prepared.frame.ids)} rows x {prepared.X.shape[1]} columns"
             + (f" ({prepared.rows_dropped} rows dropped)" if prepared.rows_dropped else "")
         )
+    stages: Streamed | None = None
     with timer.stage("search"):
-        result = run_search(prepared.X, config.search, say)
+        if isinstance(table, StreamedTable):
+            stages = search_streamed(prepared, config, say)
+            result = stages.search
+        else:
+            result = run_search(prepared.X, config.search, say)
         w = result.winner
         say(f"search: chose {w.key}, silhouette {w.silhouette:.3f}")
-    with timer.stage("profile"):
-        personas, outliers = build_profiles(prepared.frame, prepared.X, result.labels)
+    if stages is not None:
+        with timer.stage("assign"):
+            assign_streamed(stages, config)
+        with timer.stage("profile"):
+            profile_streamed(stages)
+        assert stages.personas is not None and stages.outliers is not None
+        personas, outliers = stages.personas, stages.outliers
+    else:
+        with timer.stage("profile"):
+            personas, outliers = build_profiles(prepared.frame, prepared.X, result.labels)
     run_id = run_id or run_identity(table, config)
     to_narrate = personas
     if continuity is not None:
@@ -201,6 +259,8 @@ def run(
         labels=result.labels,
         llm_calls=list(getattr(narrator, "calls", [])),
         timings=timer.timings,
+        x_rows=stages.x_rows if stages is not None else None,
+        training_agreement=stages.training_agreement if stages is not None else None,
     )
 
 

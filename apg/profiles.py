@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
+from apg.centres import centre_distances
 from apg.features import FeatureFrame
 from apg.narration.schema import Narrative
 
@@ -216,7 +217,20 @@ def build_profiles(
 
     ``frame`` holds the rows that were clustered, aligned with ``X`` and ``labels``.
     """
+    return build_profiles_from_distances(frame, labels, centre_distances(X, labels))
+
+
+def build_profiles_from_distances(
+    frame: FeatureFrame, labels: np.ndarray, distances: np.ndarray
+) -> tuple[list[PersonaProfile], OutlierProfile]:
+    """:func:`build_profiles` given each row's distance to its cluster's centre instead of X.
+
+    ``distances`` comes from ``apg.centres``: ``centre_distances(X, labels)``, or streamed
+    from batches of X with ``CentreDistances``; noise rows' values are not read.
+    """
     n = len(labels)
+    if len(distances) != n:
+        raise ValueError(f"{len(distances)} distances for {n} labels")
     clusters = sorted(
         (int(c) for c in np.unique(labels) if c >= 0), key=lambda c: (-int(np.sum(labels == c)), c)
     )
@@ -225,13 +239,7 @@ def build_profiles(
     for rank, cluster in enumerate(clusters, start=1):
         mask = labels == cluster
         members = np.flatnonzero(mask)
-        # One copy of the members' rows, squared in place: a big cluster's rows are tens of MB.
-        rows = X[members]
-        centre = rows.mean(axis=0)
-        rows -= centre
-        np.square(rows, out=rows)
-        dist = np.sqrt(rows.sum(axis=1))
-        del rows
+        dist = distances[members]
         # Stable sort so ties resolve by row order: determinism across runs.
         nearest = members[np.argsort(dist, kind="stable")[:N_REPRESENTATIVES]]
         q1, q3 = np.percentile(dist, [25, 75])

@@ -23,7 +23,7 @@ from apg.avatars import avatar_svg, persona_colour
 from apg.narration.facts import build_fact_sheet, merge_small
 from apg.narration.labels import capitalise, fmt, fmt_pct, humanise
 from apg.profiles import OutlierProfile, PersonaProfile
-from apg.search import Candidate, rank_key
+from apg.search import Candidate, rank_key, sample_rows
 
 if TYPE_CHECKING:
     from apg.pipeline import RunResult
@@ -104,13 +104,6 @@ class ReportData:
         return next((c for c in self.candidates if c.selected), None)
 
 
-def sample_rows(n: int, cap: int, seed: int) -> np.ndarray:
-    """Sorted indices of a seeded sample of ``cap`` of ``n`` rows (all rows when n <= cap)."""
-    if n <= cap:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, cap, replace=False))
-
-
 def report_data_from_result(result: RunResult) -> ReportData:
     """Everything the page needs from a finished run, with a seeded sample of its matrix."""
     search, frame, config = result.search, result.frame, result.config
@@ -148,7 +141,7 @@ def report_data_from_result(result: RunResult) -> ReportData:
             "demographic": list(frame.demographic),
         },
         facts=facts,
-        sample_X=np.asarray(result.prepared.X[idx]),
+        sample_X=np.asarray(result.matrix_rows(idx)),
         sample_labels=np.asarray(result.labels[idx]),
         tree_linkage=linkage,
         seed=config.search.seed,

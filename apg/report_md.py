@@ -69,11 +69,11 @@ def render_report(result: RunResult) -> str:
     lines = [
         f"# Personas · {result.run_id}",
         "",
-        f"{len(result.personas)} personas from {prep.X.shape[0]:,} users.",
+        f"{len(result.personas)} personas from {len(result.labels):,} users.",
         "",
         "## Data",
         "",
-        f"- Rows read: {len(result.table.frame):,}; used: {prep.X.shape[0]:,}; "
+        f"- Rows read: {len(result.table.frame):,}; used: {len(result.labels):,}; "
         f"dropped: {prep.rows_dropped:,}",
         f"- Behavioral: {', '.join(frame.behavioral) or '–'}",
         f"- Attitudinal: {', '.join(frame.attitudinal) or '–'}",

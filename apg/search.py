@@ -280,31 +280,65 @@ def run_search(X: np.ndarray, cfg: SearchConfig, progress: Progress | None = Non
     assigned with the winner's rule (see ``apg.clusters``).
     """
     say = progress or (lambda _msg: None)
-    n = len(X)
-    if n <= cfg.exact_max_rows or n <= cfg.sample_size:
+    plan = sample_plan(len(X), cfg)
+    if plan is None:
         return _search(X, cfg, say)
-    rng = np.random.default_rng(cfg.seed)
-    sample = np.sort(rng.choice(n, size=cfg.sample_size, replace=False))
+    result = search_sample(X[plan.fitted], cfg, say, len(X))
+    start = time.perf_counter()
+    labels = result.model.predict(X)
+    labels[plan.fitted] = result.labels  # fitted rows keep the labels that were scored
+    finish_sample(result, plan, labels, X[plan.check], start)
+    return result
+
+
+@dataclass(frozen=True)
+class SamplePlan:
+    """Sample mode's rows: those the candidates are fitted on, and a fresh sample (other
+    seed, same size) on which the silhouette of everyone's final labels is measured."""
+
+    fitted: np.ndarray
+    check: np.ndarray
+
+
+def sample_plan(n: int, cfg: SearchConfig) -> SamplePlan | None:
+    """The sample-mode rows for ``n`` rows, or None when every candidate sees every row."""
+    if n <= cfg.exact_max_rows or n <= cfg.sample_size:
+        return None
+    return SamplePlan(
+        fitted=sample_rows(n, cfg.sample_size, cfg.seed),
+        check=sample_rows(n, cfg.sample_size, cfg.seed + 1),
+    )
+
+
+def sample_rows(n: int, cap: int, seed: int) -> np.ndarray:
+    """Sorted indices of a seeded sample of ``cap`` of ``n`` rows (all rows when n <= cap)."""
+    if n <= cap:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, cap, replace=False))
+
+
+def search_sample(X: np.ndarray, cfg: SearchConfig, say: Progress, n: int) -> SearchResult:
+    """The search on the fitted sample ``X`` of ``n`` rows; the caller assigns every row."""
     say(
         f"search: {n:,} rows > exact_max_rows={cfg.exact_max_rows:,}; fitting on a sample "
         f"of {cfg.sample_size:,}"
     )
-    result = _search(X[sample], cfg, say)
+    result = _search(X, cfg, say)
     say(f"assign: {n:,} rows to {result.winner.n_clusters} clusters")
-    start = time.perf_counter()
-    labels = result.model.predict(X)
-    labels[sample] = result.labels  # fitted rows keep the labels that were scored
-    # A fresh sample (other seed, same size) checks that the assignment held.
-    check = np.sort(
-        np.random.default_rng(cfg.seed + 1).choice(n, size=cfg.sample_size, replace=False)
-    )
-    assigned = silhouette_many(X[check], [labels[check]])[0]
+    return result
+
+
+def finish_sample(
+    result: SearchResult, plan: SamplePlan, labels: np.ndarray, X_check: np.ndarray, start: float
+) -> None:
+    """Give a sample-mode ``result`` everyone's ``labels`` and the silhouette on the check
+    rows (``X_check`` is X at ``plan.check``); ``start`` is when assignment began."""
+    assigned = silhouette_many(X_check, [labels[plan.check]])[0]
     result.labels = labels
     result.mode = "sample"
-    result.sample_indices = sample
+    result.sample_indices = plan.fitted
     result.assigned_silhouette = float(assigned)
     result.assign_seconds = time.perf_counter() - start
-    return result
 
 
 @contextmanager

@@ -2,6 +2,7 @@
 
     python benchmarks/scale.py                     # 10k, 100k, 1M users x 15 features
     python benchmarks/scale.py --rows 10000 100000
+    python benchmarks/scale.py --stream --rows 1000000 3000000   # the streamed run
 
 Each size runs in a fresh process (so peak memory is that run's own) through the same code
 as `apg run` with the offline narrator, and prints wall time, peak memory and the time per
@@ -46,7 +47,7 @@ def make_table(rows: int, path: Path) -> list[str]:
 EXTRA_COLUMNS = ["pages_per_session", "mobile_share", "notifications_opened", "referrals"]
 
 
-def one(rows: int, workdir: Path) -> dict[str, float]:
+def one(rows: int, workdir: Path, stream: str = "auto") -> dict[str, float]:
     """Run one size in this process on the Parquet file the parent wrote; returns timings."""
     from apg.config import parse_config
     from apg.outputs import write_outputs
@@ -65,6 +66,7 @@ def one(rows: int, workdir: Path) -> dict[str, float]:
                 "attitudinal": list(ATTITUDINAL),
                 "demographic": list(DEMOGRAPHIC),
             },
+            "search": {"stream": stream},
         },
         "benchmark",
         base_dir=workdir,
@@ -77,9 +79,10 @@ def one(rows: int, workdir: Path) -> dict[str, float]:
     write_outputs(result, workdir / f"out-{rows}")
     timings = dict(result.timings)
     timings["write"] = time.perf_counter() - t0
-    # Sample mode places every user inside the search stage; shown as its own stage.
-    timings["assign"] = result.search.assign_seconds or 0.0
-    timings["search"] -= timings["assign"]
+    if "assign" not in timings:
+        # Sample mode places every user inside the search stage; shown as its own stage.
+        timings["assign"] = result.search.assign_seconds or 0.0
+        timings["search"] -= timings["assign"]
     timings["wall"] = time.perf_counter() - start
     timings["store"] = timings["wall"] - sum(
         timings[s] for s in ("read", "prepare", "search", "assign", "profile", "narrate", "write")
@@ -94,17 +97,23 @@ def one(rows: int, workdir: Path) -> dict[str, float]:
     )
     timings["mode"] = result.search.mode  # type: ignore[assignment]
     timings["winner"] = result.search.winner.key  # type: ignore[assignment]
+    timings["streamed"] = result.x_rows is not None
     return timings
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    ap.add_argument(
+        "--stream",
+        action="store_true",
+        help="stream the Parquet file (search.stream: on); default: search.stream: off",
+    )
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(one(args.child, args.workdir)))
+        print(json.dumps(one(args.child, args.workdir, "on" if args.stream else "off")))
         return
     stages = ["read", "prepare", "search", "assign", "profile", "narrate", "store", "write"]
     print(
@@ -127,7 +136,8 @@ def main() -> None:
                 check=True,
             )
             out = subprocess.run(
-                [sys.executable, __file__, "--child", str(rows), "--workdir", tmp],
+                [sys.executable, __file__, "--child", str(rows), "--workdir", tmp]
+                + (["--stream"] if args.stream else []),
                 check=True,
                 capture_output=True,
                 text=True,
@@ -137,7 +147,8 @@ def main() -> None:
         print(
             f"{rows:>10,} {t['wall']:>8.2f} {t['peak_mib']:>9.0f} "
             + " ".join(f"{t.get(s, 0):>8.2f}" for s in stages)
-            + f" {t['wall'] / first:>8.2f}  {t['winner']} ({t['mode']})"
+            + f" {t['wall'] / first:>8.2f}  {t['winner']} ({t['mode']}"
+            + (", streamed)" if t["streamed"] else ")")
         )
 
 

@@ -88,12 +88,32 @@ def _canonical(column: pd.Series) -> tuple[str, list[pd.Series]]:
 def fingerprint(frame: pd.DataFrame) -> str:
     """``sha256:<hex>`` of the table's content, independent of row and column order and of
     dtype noise (see the module docstring for the exact canonical form)."""
-    digest = hashlib.sha256()
     columns = sorted(frame.columns, key=str)
-    digest.update(f"rows={len(frame)};cols={len(columns)}\n".encode())
-    rows = np.zeros(len(frame), dtype=np.uint64)
+    digest = TableFingerprint(len(frame), len(columns))
     for name in columns:
-        column = frame[name].reset_index(drop=True)
+        digest.add(name, frame[name])
+    return digest.hexdigest()
+
+
+class TableFingerprint:
+    """:func:`fingerprint` fed one column at a time, for tables never held whole: the
+    columns must come in ``sorted(names, key=str)`` order, each with every row."""
+
+    def __init__(self, n_rows: int, n_columns: int) -> None:
+        self._digest = hashlib.sha256()
+        self._digest.update(f"rows={n_rows};cols={n_columns}\n".encode())
+        self._rows = np.zeros(n_rows, dtype=np.uint64)
+        self._columns = n_columns
+        self._last: str | None = None
+        self._seen = 0
+
+    def add(self, name: object, column: pd.Series) -> None:
+        if len(column) != len(self._rows):
+            raise ValueError(f"column {name!r} has {len(column)} rows, not {len(self._rows)}")
+        if self._last is not None and str(name) < self._last:
+            raise ValueError(f"column {name!r} comes after {self._last!r}; add them sorted")
+        self._last, self._seen = str(name), self._seen + 1
+        column = column.reset_index(drop=True)
         # Text is encoded a block of rows at a time: as Python strings a million-row column
         # takes ~60 MB, and hashing copies it twice more. A row's hash is its own, so blocks
         # give the same hashes.
@@ -101,16 +121,20 @@ def fingerprint(frame: pd.DataFrame) -> str:
         kind = ""
         for start in range(0, max(len(column), 1), step):
             kind, series = _canonical(column.iloc[start : start + step])
-            block = rows[start : start + step]
+            block = self._rows[start : start + step]
             for s in series:
                 # FNV-style fold: order-dependent across columns (they are sorted), wraps
                 # mod 2**64.
                 block *= _FOLD
                 block ^= pd.util.hash_pandas_object(s, index=False).to_numpy(dtype=np.uint64)
-        digest.update(f"{name}\x1f{kind}\n".encode())
-    if columns and len(frame):
-        digest.update(np.sort(rows).tobytes())
-    return f"sha256:{digest.hexdigest()}"
+        self._digest.update(f"{name}\x1f{kind}\n".encode())
+
+    def hexdigest(self) -> str:
+        if self._seen != self._columns:
+            raise ValueError(f"{self._seen} of {self._columns} columns were added")
+        if self._columns and len(self._rows):
+            self._digest.update(np.sort(self._rows).tobytes())
+        return f"sha256:{self._digest.hexdigest()}"
 
 
 _FOLD = np.uint64(0x100000001B3)

@@ -158,14 +158,17 @@ def record_run(
         ),
     )
     _candidates(conn, run_id, result)
+    streamed = result.x_rows is not None
     model = from_fitted(
         result.prepared.transformer,
         result.search.model,
         w.algorithm,
         jsonable(w.params),
-        result.prepared.X,
-        labels,
+        None if streamed else result.prepared.X,
+        None if streamed else labels,
     )
+    if streamed:
+        model.training_agreement = result.training_agreement
     conn.execute(
         t.models.insert().values(run_id=run_id, algorithm=w.algorithm, document=model.to_json())
     )

@@ -21,9 +21,9 @@ import sqlalchemy as sa
 from apg.config import Config
 from apg.errors import StoreError
 from apg.identity import Continuity, Plan
-from apg.pipeline import Progress, RunResult
+from apg.pipeline import Progress, RunResult, load_table
 from apg.pipeline import run as run_pipeline
-from apg.sources import SourceTable, load_sources
+from apg.sources import SourceTable
 from apg.sources.masking import mask_secrets
 from apg.store import Store, locks, now, record, runstate
 
@@ -242,7 +242,7 @@ def _execute(
     writers are serialised, so it could not beat during that write anyway)."""
     if table is None and skip_unchanged:
         say("read: loading sources")
-        table = load_sources(config.sources, config.base_dir, config.id_column)
+        table = load_table(config, say)
         with store.read() as conn:
             same = runstate.unchanged_since(conn, record.masked_config(config), table.fingerprint)
         if same is not None:
