@@ -82,10 +82,6 @@ def prepare_streamed(table: StreamedTable, config: Config) -> Prepared:
     return prepare_by_column(frame, config.preprocessing, seed=config.search.seed)
 
 
-def _matrix(prepared: Prepared, rows: pd.DataFrame) -> np.ndarray:
-    return transform(prepared, rows)
-
-
 def _batches(prepared: Prepared) -> Iterator[pd.DataFrame]:
     # BATCH_ROWS is read at call time so tests can make batches small.
     return prepared.frame.raw.batches(prepared.frame.features, BATCH_ROWS)
@@ -101,7 +97,7 @@ def search_streamed(prepared: Prepared, config: Config, say: Progress) -> Stream
     else:
         rows = np.union1d(np.union1d(plan.fitted, plan.check), sample_rows(n, MAP_SAMPLE, cfg.seed))
     say(f"search: reading {len(rows):,} of {n:,} rows")
-    X = _matrix(prepared, prepared.frame.raw.rows(rows, prepared.frame.features))
+    X = transform(prepared, prepared.frame.raw.rows(rows, prepared.frame.features))
     prepared.X = X
     if plan is None:
         result = run_search(X, cfg, say)
@@ -125,7 +121,7 @@ def assign_streamed(run: Streamed, config: Config) -> None:
     mismatched = 0
     lo = 0
     for batch in _batches(prepared):
-        X = _matrix(prepared, batch)
+        X = transform(prepared, batch)
         placed = result.model.predict(X)
         hi = lo + len(placed)
         first, last = np.searchsorted(fitted, [lo, hi])
@@ -150,7 +146,7 @@ def profile_streamed(run: Streamed) -> None:
         distances = np.empty(len(labels), dtype=np.float64)
         lo = 0
         for batch in _batches(prepared):
-            X = _matrix(prepared, batch)
+            X = transform(prepared, batch)
             hi = lo + len(X)
             distances[lo:hi] = run.centres.distances(X, labels[lo:hi])
             lo = hi

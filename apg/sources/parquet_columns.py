@@ -61,10 +61,12 @@ class ParquetColumns:
         self.names: list[str] = [str(c) for c in finished.columns]
         self._in_file = dict(zip(self.names, file_names, strict=True))
         self._file_rows = [pq.ParquetFile(p).metadata.num_rows for p in self.files]
-        self._keep = self._check_ids()
+        self._keep, ids = self._check_ids()
         self._positions = None if self._keep is None else np.flatnonzero(self._keep)
         self.num_rows = int(sum(self._file_rows) if self._keep is None else self._keep.sum())
-        self.dtypes: dict[str, object] = {}  # whole-table dtypes, filled by column()
+        self.dtypes: dict[str, object] = {ctx.id_column: ids.dtype}  # filled by column()
+        # The ids are kept: every run needs them whole, so they are read once.
+        self.ids = ids if self._keep is None else ids[self._keep].reset_index(drop=True)
 
     def _header(self, path: Path, wanted: list[str] | None) -> pd.DataFrame:
         try:
@@ -89,9 +91,9 @@ class ParquetColumns:
             )
         return header
 
-    def _check_ids(self) -> np.ndarray | None:
+    def _check_ids(self) -> tuple[np.ndarray | None, pd.Series]:
         """Run the whole-table read's id checks on the id column; the rows ``dedupe:``
-        keeps (None: all)."""
+        keeps (None: all) and every id."""
         id_column = self.ctx.id_column
         key = self.spec.id or id_column
         ids = self._read(id_column)
@@ -99,8 +101,8 @@ class ParquetColumns:
         bare = self.spec.model_copy(update={"rename": {}})
         bare.finish(pd.DataFrame({key: ids}), self.ctx)
         if self.spec.dedupe is None or not ids.duplicated().any():
-            return None
-        return ~ids.duplicated(keep=self.spec.dedupe).to_numpy()
+            return None, ids
+        return ~ids.duplicated(keep=self.spec.dedupe).to_numpy(), ids
 
     def _read(self, name: str) -> pd.Series:
         parts = [
@@ -114,6 +116,8 @@ class ParquetColumns:
 
     def column(self, name: str) -> pd.Series:
         """Every row of one column, as the whole-table read holds it."""
+        if name == self.ctx.id_column:
+            return self.ids
         whole = self._read(name)
         self.dtypes[name] = whole.dtype
         if self._keep is not None:
@@ -285,14 +289,9 @@ def load_streamed(columns: ParquetColumns) -> StreamedTable:
     at a time), each column's whole-table dtype recorded for the batches."""
     names = sorted(columns.names, key=str)
     digest = TableFingerprint(columns.num_rows, len(names))
-    ids = None
     for name in names:
-        values = columns.column(name)
-        digest.add(name, values)
-        if name == columns.ctx.id_column:
-            ids = values
-    assert ids is not None
-    frame = pd.DataFrame({columns.ctx.id_column: ids})
+        digest.add(name, columns.column(name))
+    frame = pd.DataFrame({columns.ctx.id_column: columns.ids})
     return StreamedTable(
         frame=frame,
         rows_per_source=[columns.num_rows],
