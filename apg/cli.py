@@ -104,7 +104,7 @@ def quick_config(
     type=click.Path(path_type=Path),
     default=Path("apg-output"),
     show_default=True,
-    help="Output folder (replaced atomically).",
+    help="Output folder: new, empty, or one apg wrote before (replaced whole, atomically).",
 )
 @click.option("--seed", type=int, help="Random seed (overrides search.seed).")
 @click.option(
@@ -165,6 +165,7 @@ def run(
       apg run --data users.csv --id user_id --behavioral logins_per_month,sessions_per_week \\
               --attitudinal nps --demographic age,country
     """
+    from apg.output_folder import check_output_folder
     from apg.outputs import write_outputs
     from apg.pipeline import run as run_pipeline
 
@@ -207,13 +208,16 @@ def run(
         if not quiet:
             click.echo(msg, err=True)
 
+    if no_store and db:
+        raise ConfigError("--db and --no-store contradict each other; give one")
+    if no_store and wait:
+        raise ConfigError("--wait waits for the database's run lock; it needs the store")
+    # Checked before the run: a folder apg may not replace costs nothing to refuse now.
+    protected = run_inputs(config, config_path, None if no_store else (db, config.storage.url))
+    check_output_folder(out, protected)
     if no_store:
-        if db:
-            raise ConfigError("--db and --no-store contradict each other; give one")
-        if wait:
-            raise ConfigError("--wait waits for the database's run lock; it needs the store")
         result = run_pipeline(config, progress=progress)
-        write_outputs(result, out)
+        write_outputs(result, out, protected=protected)
         click.echo(summary_text(result, out))
         return
     from apg.cli_store import continuity_text
@@ -226,12 +230,28 @@ def run(
 
     with open_store(db, config.storage.url) as store:
         stored = run_with_store(config, store, progress=progress, wait=wait, on_wait=waiting)
-    write_outputs(stored.result, out)
+    write_outputs(stored.result, out, protected=protected)
     click.echo(summary_text(stored.result, out))
     click.echo(continuity_text(stored.plan, store.display_url))
     status, reason = judge(stored.plan)
     if status == "degraded":
         click.echo(f"warning: recorded as degraded: {reason}", err=True)
+
+
+def run_inputs(
+    config: Config, config_path: Path | None, store: tuple[str | None, str | None] | None
+) -> list[Path]:
+    """The files a run reads or writes besides its output: its config, every local source file
+    and its SQLite store (``store`` is ``(--db, storage.url)``, None without a store)."""
+    from apg.sources import SourceContext
+    from apg.store.engine import resolve_url, sqlite_path
+
+    paths = [config_path] if config_path else []
+    for position, spec in enumerate(config.sources, 1):
+        ctx = SourceContext(base_dir=config.base_dir, id_column=config.id_column, position=position)
+        paths += spec.local_paths(ctx)
+    database = sqlite_path(resolve_url(*store)) if store else None
+    return [*paths, database] if database else paths
 
 
 def summary_text(result: Any, folder: Path) -> str:

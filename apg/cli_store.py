@@ -40,6 +40,15 @@ def open_db(db: str | None) -> Store:
     return open_store(db, create=False)
 
 
+def check_out_file(out: Path, db: str | None, *inputs: Path) -> None:
+    """``--out`` may name neither a folder nor a file the command reads (input, store)."""
+    from apg.output_folder import check_output_file
+    from apg.store.engine import resolve_url, sqlite_path
+
+    database = sqlite_path(resolve_url(db))
+    check_output_file(out, [*inputs, *([database] if database else [])])
+
+
 def continuity_text(plan: Plan, where: str) -> str:
     """What ``apg run`` says about identity matching after its summary."""
     counts = ", ".join(f"{n} {s}" for s, n in plan.counts().items() if n)
@@ -326,6 +335,8 @@ def export(fmt: str, status: str | None, run: str | None, out: Path | None, db: 
     """
     from apg.store.export import export_personas
 
+    if out is not None:
+        check_out_file(out, db)
     with open_db(db) as store:
         text = export_personas(store, fmt, status=status, run=run)
     if out is None:
@@ -375,6 +386,7 @@ def assign(
 
     if out.suffix.lower() not in (".csv", ""):
         raise ConfigError(f"--out {str(out)!r}: labels are written as CSV; use a .csv name")
+    check_out_file(out, db, data)
     with open_db(db) as store:
         result = assign_file_to_csv(store, data, out, run, sep, batch_rows=batch_rows, dask=dask)
     counts = ", ".join(f"{k or 'outliers'} {v:,}" for k, v in result.counts.items())

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from apg.cli_store import CONTEXT, db_option, open_db
+from apg.cli_store import CONTEXT, check_out_file, db_option, open_db
 from apg.errors import ApgError
 
 
@@ -42,6 +42,7 @@ def report(run: str, out: Path, as_recorded: bool, db: str | None) -> None:
     from apg.store.queries import resolve_run
     from apg.store.reports import load_report
 
+    check_out_file(out, db)
     with open_db(db) as store, store.read() as conn:
         run_id = resolve_run(conn, run)
         loaded = load_report(conn, run_id, as_recorded=as_recorded)

@@ -1,22 +1,21 @@
 """Write a run's files: personas.json, candidates.csv, assignments.csv, report.md.
 
 Files are written into a temporary sibling folder and moved into place at the end, so a failed
-run never leaves a half-written output folder.
+run never leaves a half-written output folder; :mod:`apg.output_folder` decides which folders
+may be replaced.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from apg.errors import ApgError
+from apg.output_folder import check_output_folder, discard, replace_folder, stage_folder
 from apg.pipeline import RunResult, labels_frame
 from apg.report_html import render_html, report_data_from_result
 from apg.report_md import render_report
@@ -107,21 +106,21 @@ def candidates_frame(candidates: list[Candidate]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=CANDIDATE_COLUMNS)
 
 
-def write_outputs(result: RunResult, out_dir: Path, *, include_timing: bool = True) -> Path:
+def write_outputs(
+    result: RunResult,
+    out_dir: Path,
+    *,
+    include_timing: bool = True,
+    protected: Sequence[Path] = (),
+) -> Path:
     """Write all files to ``out_dir`` at once; returns the folder.
 
-    ``include_timing=False`` blanks the ``seconds`` column so reruns are byte-identical.
+    ``out_dir`` may only be new, empty or an earlier apg output folder; ``protected`` are files
+    the run read, which it must not contain. ``include_timing=False`` blanks the ``seconds``
+    column so reruns are byte-identical.
     """
-    out_dir = out_dir.resolve()
-    try:
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-        # mkdtemp makes the folder private (0700); results are for sharing, so honour umask.
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)
-    except OSError as exc:
-        raise ApgError(f"cannot create output folder {str(out_dir)!r}: {exc.strerror}") from None
+    out_dir = check_output_folder(out_dir, protected)
+    tmp = stage_folder(out_dir)
     try:
         doc = personas_document(result)
         (tmp / "personas.json").write_text(
@@ -141,9 +140,9 @@ def write_outputs(result: RunResult, out_dir: Path, *, include_timing: bool = Tr
             with (tmp / "llm_calls.jsonl").open("w", encoding="utf-8") as fh:
                 for call in calls:
                     fh.write(call.model_dump_json() + "\n")  # type: ignore[attr-defined]
-        _swap_into_place(tmp, out_dir)
+        replace_folder(tmp, out_dir, [p.name for p in tmp.iterdir()], protected)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        discard(tmp)
         raise
     return out_dir
 
@@ -158,20 +157,3 @@ def _write_assignments(result: RunResult, path: Path) -> None:
         for start in range(0, max(len(result.labels), 1), ASSIGNMENT_CHUNK_ROWS):
             block = labels_frame(result, slice(start, start + ASSIGNMENT_CHUNK_ROWS))
             block.to_csv(fh, header=start == 0, index=False, lineterminator="\n")
-
-
-def _swap_into_place(tmp: Path, out_dir: Path) -> None:
-    """Replace ``out_dir`` with ``tmp``; an existing folder is moved aside first so that a
-    crash in between leaves either the old or the new results, never a mix."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ApgError(
-            f"output path {str(out_dir)!r} exists and is not a folder; choose another --out"
-        )
-    old = None
-    if out_dir.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-old-", dir=out_dir.parent))
-        old.rmdir()
-        out_dir.rename(old)
-    tmp.rename(out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -28,7 +28,14 @@ GRID: dict[str, Any] = {
     "agglomerative": {"k": [2, 4], "linkage": ["ward"]},
     "dbscan": {"min_samples": [5]},
 }
-FILES = {"personas.json", "candidates.csv", "assignments.csv", "report.md", "report.html"}
+FILES = {
+    "personas.json",
+    "candidates.csv",
+    "assignments.csv",
+    "report.md",
+    "report.html",
+    ".apg-output.json",
+}
 ORDER = {"kmeans": 0, "agglomerative": 1, "dbscan": 2}
 
 

@@ -257,6 +257,40 @@ def test_cli_assign_reproduces_run_assignments(week1: StoredRun, tmp_path: Path)
     )
 
 
+@pytest.mark.parametrize(
+    ("args", "culprit"),
+    [
+        (["assign", "--data", "users.csv", "--out", "users.csv"], "users.csv"),
+        (["assign", "--data", "users.csv", "--out", "sub/../users.csv"], "users.csv"),
+        (["export", "--out", "apg.db"], "apg.db"),
+        (["report", "latest", "--out", "apg.db"], "apg.db"),
+    ],
+    ids=["assign onto its input", "assign onto its input by another name", "export", "report"],
+)
+def test_cli_file_out_never_overwrites_what_the_command_reads(
+    week1: StoredRun, tmp_path: Path, args: list[str], culprit: str
+) -> None:
+    h.blobs().to_csv("users.csv", index=False)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1
+    out = args[args.index("--out") + 1]
+    assert result.stderr == (
+        f"error: --out {out!r} is {culprit!r}, which this command reads; writing there would "
+        "destroy it, so choose another file name\n"
+    )
+    after = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    assert after["users.csv"] == before["users.csv"]
+    assert after["apg.db"] == before["apg.db"]
+
+
+def test_cli_file_out_that_is_a_folder_is_refused(week1: StoredRun, tmp_path: Path) -> None:
+    (tmp_path / "exports").mkdir()
+    result = CliRunner().invoke(main, ["export", "--out", "exports"])
+    assert result.exit_code == 1
+    assert result.stderr == "error: --out 'exports' is a folder; give a file name\n"
+
+
 def test_cli_read_commands_never_create_a_database(tmp_path: Path) -> None:
     result = invoke("runs", "list", "--db", "typo.db")
     assert result.exit_code == 1

@@ -30,7 +30,14 @@ GRID: dict[str, Any] = {
     "dbscan": {"min_samples": [5]},
 }
 ORDER = {"kmeans": 0, "agglomerative": 1, "dbscan": 2}
-FILES = {"personas.json", "candidates.csv", "assignments.csv", "report.md", "report.html"}
+FILES = {
+    "personas.json",
+    "candidates.csv",
+    "assignments.csv",
+    "report.md",
+    "report.html",
+    ".apg-output.json",
+}
 
 
 def make_config(csv: Path, id_column: str = "user_id", **changes: Any) -> Config:
@@ -561,8 +568,12 @@ def test_write_outputs_replaces_an_existing_folder(
 ) -> None:
     sample_users.head(300).to_csv("users.csv", index=False)
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "stale.txt").write_text("old")
+    run_to(make_config(tmp_path / "users.csv"), out)
+    # An earlier run narrated with an LLM: its llm_calls.jsonl is apg's and goes with it.
+    manifest = json.loads((out / ".apg-output.json").read_text())
+    manifest["files"].append("llm_calls.jsonl")
+    (out / ".apg-output.json").write_text(json.dumps(manifest))
+    (out / "llm_calls.jsonl").write_text("{}\n")
     run_to(make_config(tmp_path / "users.csv"), out)
     assert {p.name for p in out.iterdir()} == FILES
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []

@@ -55,6 +55,10 @@ class SourceSpec(BaseModel):
     def read(self, ctx: SourceContext) -> pd.DataFrame:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def local_paths(self, ctx: SourceContext) -> list[Path]:
+        """Files on this machine this source reads (an output folder must never hold them)."""
+        return []
+
     def secret_values(self) -> list[str]:
         """Credentials in this spec (a URL password, an API key) to scrub from every message."""
         return []

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import warnings
 from datetime import date, datetime
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pandas as pd
@@ -152,6 +153,9 @@ class EventsSource(SourceSpec):
 
     def secret_values(self) -> list[str]:
         return self.source.secret_values()
+
+    def local_paths(self, ctx: SourceContext) -> list[Path]:
+        return self.source.local_paths(ctx)
 
     def read(self, ctx: SourceContext) -> pd.DataFrame:
         inner_ctx = SourceContext(ctx.base_dir, ctx.id_column, ctx.position, within=self.label(ctx))

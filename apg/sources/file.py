@@ -59,10 +59,20 @@ class FileSource(SourceSpec):
     def describe(self) -> str:
         return f"file {self.path}"
 
-    def paths(self, ctx: SourceContext) -> list[Path]:
+    def _pattern(self, ctx: SourceContext) -> Path:
         pattern = Path(self.path).expanduser()
-        if not pattern.is_absolute():
-            pattern = ctx.base_dir / pattern
+        return pattern if pattern.is_absolute() else ctx.base_dir / pattern
+
+    def local_paths(self, ctx: SourceContext) -> list[Path]:
+        pattern = self._pattern(ctx)
+        if not glob.has_magic(str(pattern)):
+            return [pattern]
+        # The folder the glob lists, and what it matches now (a match may sit deeper).
+        static = Path(*[p for p in pattern.parts[: _first_magic(pattern)]])
+        return [static, *(Path(p) for p in glob.glob(str(pattern)))]
+
+    def paths(self, ctx: SourceContext) -> list[Path]:
+        pattern = self._pattern(ctx)
         if glob.has_magic(str(pattern)):
             found = sorted(Path(p) for p in glob.glob(str(pattern)))
             if not found:
@@ -116,6 +126,10 @@ class FileSource(SourceSpec):
                         f"has {first}; files matched by one pattern must share columns",
                     )
         return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def _first_magic(pattern: Path) -> int:
+    return next(i for i, part in enumerate(pattern.parts) if glob.has_magic(part))
 
 
 def _short(exc: BaseException) -> str:

@@ -60,6 +60,17 @@ class SqlSource(SourceSpec):
             return []
         return [str(password), unquote(str(password))] if password else []
 
+    def local_paths(self, ctx: SourceContext) -> list[Path]:
+        try:
+            url = make_url(self.url)
+        except (sa.exc.ArgumentError, ValueError):
+            return []
+        database = url.database or ""
+        if url.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+            return []
+        path = Path(database).expanduser()
+        return [path if path.is_absolute() else ctx.base_dir / path]
+
     def read(self, ctx: SourceContext) -> pd.DataFrame:
         url = self._url(ctx)
         engine = self._engine(url, ctx)

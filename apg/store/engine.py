@@ -39,6 +39,18 @@ def resolve_url(option: str | None = None, config_url: str | None = None) -> str
     return url if "://" in url else f"sqlite:///{url}"
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The file behind a SQLite URL (None for other databases, memory, or a bad URL)."""
+    try:
+        parsed = sa.make_url(url)
+    except (sa.exc.ArgumentError, ValueError):
+        return None
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        return None
+    return Path(database).expanduser()
+
+
 def now() -> str:
     """The current UTC time as sortable ISO-8601 text with microseconds."""
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
