@@ -1,5 +1,5 @@
 """``python -m apg``: the same as the ``apg`` command."""
 
-from apg.cli import entrypoint
+from apg.cli.main import entrypoint
 
 entrypoint()

@@ -1,7 +1,7 @@
 """One persona run: sources -> features -> preprocessing -> search -> profiles -> narration.
 
-``run`` returns everything the run produced; ``apg.outputs`` writes it to a folder and, later,
-the store records it. Each stage lives in its own module; this one only wires them.
+``run`` returns everything the run produced; ``apg.report.outputs`` writes it to a folder
+and, later, the store records it. Each stage lives in its own module; this one only wires them.
 """
 
 from __future__ import annotations
@@ -21,14 +21,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from apg import __version__
 from apg.config import Config
-from apg.features import FeatureFrame, select_features
-from apg.narration.base import NarrationContext, make_narrator
-from apg.narration.schema import Narrative
-from apg.preprocessing import Prepared, prepare
-from apg.profiles import OutlierProfile, PersonaProfile, build_profiles
-from apg.search import SearchResult, run_search
+from apg.narration import NarrationContext, make_narrator
+from apg.prepare.features import FeatureFrame, select_features
+from apg.prepare.preprocessing import Prepared, prepare
+from apg.profiles.narrative import Narrative
+from apg.profiles.persona import OutlierProfile, PersonaProfile, build_profiles
+from apg.search.leaderboard import SearchResult, run_search
 from apg.sources import SourceTable, load_sources
 from apg.sources.parquet_columns import StreamedTable, load_streamed, stream_plan
 from apg.streamed_run import (
@@ -38,6 +37,7 @@ from apg.streamed_run import (
     profile_streamed,
     search_streamed,
 )
+from apg.version import __version__
 
 Progress = Callable[[str], None]
 
@@ -154,7 +154,7 @@ def release_freed_memory() -> None:
 
 
 class ContinuityHook(Protocol):
-    """Identity across runs (``apg.identity.Continuity``), called between profiling and
+    """Identity across runs (``apg.profiles.identity.Continuity``), called between profiling and
     narration: it renames personas to stable ids, carries narratives over and returns the
     personas that still need narrating."""
 

@@ -12,7 +12,7 @@ whole-table run, to the bit: the same ids, labels, profiles and model.
   is read, and the search is the exact one.
 * **assign** (one pass over row batches): each batch is transformed and placed by the
   winner's rule, fitted rows keep their scored labels, and the cluster sums for the centres
-  accumulate in row order (``apg.centres``).
+  accumulate in row order (``apg.profiles.centres``).
 * **profile** (a second pass): each row's distance to its centre; then every profile figure
   from one column at a time and the labels.
 
@@ -28,19 +28,19 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from apg.centres import CentreDistances
-from apg.clusters import CHUNK_ROWS
 from apg.config import Config
-from apg.features import select_features_by_column
-from apg.preprocessing import Prepared, prepare_by_column, transform
-from apg.profiles import (
+from apg.prepare.features import select_features_by_column
+from apg.prepare.preprocessing import Prepared, prepare_by_column, transform
+from apg.profiles.centres import CentreDistances
+from apg.profiles.persona import (
     OutlierProfile,
     PersonaProfile,
     build_profiles_from_distances,
     centre_distances,
 )
-from apg.report_html import MAP_SAMPLE
-from apg.search import (
+from apg.search.clusters import CHUNK_ROWS
+from apg.search.leaderboard import (
+    MAP_SAMPLE,
     SearchResult,
     finish_sample,
     run_search,

@@ -27,7 +27,7 @@ EXTRA = 4  # the sample table has 11 clustering columns; 4 more make 15
 def make_table(rows: int, path: Path) -> list[str]:
     import numpy as np
 
-    from apg.sample import generate_users
+    from apg.sources.sample import generate_users
 
     table = generate_users(rows, seed=0)
     rng = np.random.default_rng(1)
@@ -50,8 +50,8 @@ EXTRA_COLUMNS = ["pages_per_session", "mobile_share", "notifications_opened", "r
 def one(rows: int, workdir: Path, stream: str = "auto") -> dict[str, float]:
     """Run one size in this process on the Parquet file the parent wrote; returns timings."""
     from apg.config import parse_config
-    from apg.outputs import write_outputs
-    from apg.sample import ATTITUDINAL, BEHAVIORAL, DEMOGRAPHIC, ID_COLUMN
+    from apg.report.outputs import write_outputs
+    from apg.sources.sample import ATTITUDINAL, BEHAVIORAL, DEMOGRAPHIC, ID_COLUMN
     from apg.store import open_store
     from apg.store.runner import run_with_store
 

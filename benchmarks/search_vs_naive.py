@@ -23,10 +23,11 @@ from sklearn.cluster import DBSCAN, AgglomerativeClustering, KMeans
 from sklearn.metrics import adjusted_rand_score, silhouette_score
 
 from apg.config import SearchConfig
-from apg.features import select_features
-from apg.preprocessing import prepare
-from apg.sample import ATTITUDINAL, BEHAVIORAL, DEMOGRAPHIC, ID_COLUMN, generate_users
-from apg.search import Candidate, run_search
+from apg.prepare.features import select_features
+from apg.prepare.preprocessing import prepare
+from apg.search.candidates import Candidate
+from apg.search.leaderboard import run_search
+from apg.sources.sample import ATTITUDINAL, BEHAVIORAL, DEMOGRAPHIC, ID_COLUMN, generate_users
 
 
 def peak_mib() -> float:

@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 
 from apg.config import parse_config
-from apg.review import approve, edit, reject
-from apg.sample import generate_users
 from apg.sources import SourceTable
+from apg.sources.sample import generate_users
 from apg.store import Store
+from apg.store.review import approve, edit, reject
 from apg.store.runner import run_with_store
 from apg.web import create_app
 from apg.web.server import CHROMIUM, CHROMIUM_ARGS, serve_in_thread

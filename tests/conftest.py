@@ -26,7 +26,7 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[N
 
 @pytest.fixture(scope="session")
 def sample_users() -> pd.DataFrame:
-    from apg.sample import generate_users
+    from apg.sources.sample import generate_users
 
     return generate_users(1500, seed=0)
 

@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from apg.sample import generate_users
+from apg.sources.sample import generate_users
 
 T = TypeVar("T")
 ROWS = 300

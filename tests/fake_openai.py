@@ -171,7 +171,7 @@ def persona(
     categories: dict[str, dict[str, float]] | None = None,
 ) -> Any:
     """A PersonaProfile; contrasts are (feature, role, cluster_mean, population_mean, std_diff)."""
-    from apg.profiles import (
+    from apg.profiles.persona import (
         Atypical,
         CategoryShare,
         Contrast,

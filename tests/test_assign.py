@@ -10,9 +10,9 @@ import pytest
 import store_helpers as h
 from sklearn.cluster import DBSCAN
 
-from apg.assign import assign_file, assign_table
 from apg.errors import DataError, NotFoundError
 from apg.store import Store
+from apg.store.assign import assign_file, assign_table
 
 store = h.sqlite_store
 # Segments apart in every feature, so every algorithm finds exactly them. (On the default

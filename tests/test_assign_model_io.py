@@ -16,12 +16,12 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from apg.clusters import ClusterModel
 from apg.config import FeaturesConfig, PreprocessingConfig
 from apg.errors import DataError, StoreError
-from apg.features import select_features
-from apg.model_io import StoredModel, categorical_as_text, decode_array, from_fitted
-from apg.preprocessing import prepare, transform
+from apg.prepare.features import select_features
+from apg.prepare.preprocessing import prepare, transform
+from apg.search.clusters import ClusterModel
+from apg.search.model_io import StoredModel, categorical_as_text, decode_array, from_fitted
 
 
 def users(n: int, seed: int) -> pd.DataFrame:

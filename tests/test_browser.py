@@ -15,8 +15,7 @@ from typing import Any
 import pytest
 from web_helpers import TOKEN, Demo, demo, demo_template, store
 
-from apg import review
-from apg.store import Store
+from apg.store import Store, review
 from apg.web import create_app
 from apg.web.server import CHROMIUM, CHROMIUM_ARGS, serve_in_thread
 

@@ -14,11 +14,11 @@ from hypothesis import strategies as st
 from sklearn.cluster import KMeans
 from threadpoolctl import threadpool_limits
 
-from apg.centres import CentreDistances, centre_distances
 from apg.config import FeaturesConfig, PreprocessingConfig
-from apg.features import FeatureFrame, select_features
-from apg.preprocessing import Prepared, prepare
-from apg.profiles import (
+from apg.prepare.features import FeatureFrame, select_features
+from apg.prepare.preprocessing import Prepared, prepare
+from apg.profiles.centres import CentreDistances, centre_distances
+from apg.profiles.persona import (
     N_REPRESENTATIVES,
     Atypical,
     OutlierProfile,
@@ -32,7 +32,7 @@ from apg.profiles import (
     contrasts_for,
     demographics_for,
 )
-from apg.sample import ATTITUDINAL, BEHAVIORAL, DEMOGRAPHIC, ID_COLUMN, generate_users
+from apg.sources.sample import ATTITUDINAL, BEHAVIORAL, DEMOGRAPHIC, ID_COLUMN, generate_users
 
 
 def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
@@ -174,7 +174,7 @@ def test_streamed_equals_whole_on_random_data(
 def build_profiles_before_the_split(
     frame: FeatureFrame, X: np.ndarray, labels: np.ndarray
 ) -> tuple[list[PersonaProfile], OutlierProfile]:
-    """apg.profiles.build_profiles as it was before centre distances were split out."""
+    """apg.profiles.persona.build_profiles as it was before centre distances were split out."""
     n = len(labels)
     clusters = sorted(
         (int(c) for c in np.unique(labels) if c >= 0), key=lambda c: (-int(np.sum(labels == c)), c)

@@ -15,8 +15,8 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
-from apg.cli import main
-from apg.sample import ATTITUDINAL, BEHAVIORAL
+from apg.cli.main import main
+from apg.sources.sample import ATTITUDINAL, BEHAVIORAL
 
 FEATURES = {
     "behavioral": list(BEHAVIORAL),

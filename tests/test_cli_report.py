@@ -13,11 +13,10 @@ import store_helpers as h
 from click.testing import CliRunner
 from web_helpers import Demo, demo, demo_template, store
 
-from apg import review
-from apg.cli import main
-from apg.outputs import write_outputs
+from apg.cli.main import main
+from apg.report.outputs import write_outputs
 from apg.sources import SourceTable
-from apg.store import Store
+from apg.store import Store, review
 from apg.store import schema as t
 from apg.store.reports import decode_array, encode_array, from_document, load_report, to_document
 from apg.store.runner import run_with_store

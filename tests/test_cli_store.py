@@ -12,7 +12,7 @@ import pytest
 import store_helpers as h
 from click.testing import CliRunner, Result
 
-from apg.cli import main
+from apg.cli.main import main
 from apg.store import Store
 from apg.store.runner import StoredRun
 

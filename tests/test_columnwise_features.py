@@ -23,12 +23,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import apg.preprocessing
+import apg.prepare.preprocessing
 from apg.config import FeaturesConfig, PreprocessingConfig
 from apg.errors import DataError
-from apg.features import FeatureFrame, LazyRaw, select_features, select_features_by_column
-from apg.preprocessing import Prepared, prepare, prepare_by_column, transform
-from apg.sample import ATTITUDINAL, BEHAVIORAL, generate_users
+from apg.prepare.features import FeatureFrame, LazyRaw, select_features, select_features_by_column
+from apg.prepare.preprocessing import Prepared, prepare, prepare_by_column, transform
+from apg.sources.sample import ATTITUDINAL, BEHAVIORAL, generate_users
 
 
 class FrameColumns:
@@ -198,14 +198,14 @@ def fit_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
     Gives what each of prepare's column-by-column fits returned ([] for one fit)."""
     taken: list[bool] = []
     if request.param == "by column":
-        monkeypatch.setattr(apg.preprocessing, "TRANSFORM_CHUNK_ROWS", 60)
-        real = apg.preprocessing._fit_by_column
+        monkeypatch.setattr(apg.prepare.preprocessing, "TRANSFORM_CHUNK_ROWS", 60)
+        real = apg.prepare.preprocessing._fit_by_column
 
         def spy(*args: Any) -> bool:
             taken.append(real(*args))
             return taken[-1]
 
-        monkeypatch.setattr(apg.preprocessing, "_fit_by_column", spy)
+        monkeypatch.setattr(apg.prepare.preprocessing, "_fit_by_column", spy)
     return taken
 
 
@@ -529,7 +529,7 @@ def test_random_frames_stream_to_prepares_matrix(
     table, roles, config = case
     threshold = 5 if by_column else 10**9
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(apg.preprocessing, "TRANSFORM_CHUNK_ROWS", threshold)
+        mp.setattr(apg.prepare.preprocessing, "TRANSFORM_CHUNK_ROWS", threshold)
         memory = outcome(lambda: prepare(select_features(table, "id", roles), config))
         lazy = outcome(
             lambda: prepare_by_column(

@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 from daemon_helpers import write_config, write_users
 
-from apg import runlog
-from apg.cli import main
+from apg.cli.main import main
+from apg.service import runlog
 from apg.store import Store, locks
 from apg.store.locks import HOST
 

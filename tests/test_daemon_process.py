@@ -27,7 +27,7 @@ from daemon_helpers import (
     write_users,
 )
 
-from apg.cli import main
+from apg.cli.main import main
 from apg.store.locks import HOST
 
 __all__ = ["daemons", "gate"]  # fixtures
@@ -231,7 +231,7 @@ def test_daemon_down_at_fire_time_runs_once_at_start_within_grace_else_skips(
     from apscheduler.schedulers.blocking import BlockingScheduler
     from apscheduler.triggers.cron import CronTrigger
 
-    from apg.scheduler import JOB_FUNC, JOBS_TABLE, SCHEDULE_JOB
+    from apg.service.scheduler import JOB_FUNC, JOBS_TABLE, SCHEDULE_JOB
     from apg.store import Store
 
     write_users(tmp_path / "users.csv")

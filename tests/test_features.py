@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from apg.config import FeaturesConfig
 from apg.errors import DataError
-from apg.features import MIN_ROWS, select_features
-from apg.sample import ATTITUDINAL, BEHAVIORAL, DEMOGRAPHIC
+from apg.prepare.features import MIN_ROWS, select_features
+from apg.sources.sample import ATTITUDINAL, BEHAVIORAL, DEMOGRAPHIC
 
 
 def table(n: int = 20) -> pd.DataFrame:

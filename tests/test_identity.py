@@ -8,9 +8,8 @@ import pandas as pd
 import pytest
 import store_helpers as h
 
-from apg import review
-from apg.identity import new_persona_id
-from apg.store import Store
+from apg.profiles.identity import new_persona_id
+from apg.store import Store, review
 
 db_url = h.db_url
 store = h.sqlite_store  # matching is computed in Python; one backend is enough

@@ -4,7 +4,7 @@ from cluster_data import blobs_with_noise
 from scipy.spatial.distance import pdist
 from sklearn.cluster import AgglomerativeClustering
 
-from apg.kernels import (
+from apg.search.kernels import (
     hierarchical_labels,
     labels_from_linkage,
     linkage_matrices,

@@ -16,7 +16,7 @@ import pytest
 import store_helpers as h
 from click.testing import CliRunner
 
-from apg.cli import main
+from apg.cli.main import main
 from apg.store import Store, locks, now
 from apg.store import schema as t
 from apg.store.locks import HOST, LockHeld

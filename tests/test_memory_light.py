@@ -18,13 +18,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from apg.sample import ATTITUDINAL, BEHAVIORAL, DEMOGRAPHIC, ID_COLUMN, generate_users
+from apg.sources.sample import ATTITUDINAL, BEHAVIORAL, DEMOGRAPHIC, ID_COLUMN, generate_users
 
 ROWS = 300_000
 
 _MEASURED = """
 import resource, sys
-from apg.cli import main
+from apg.cli.main import main
 try:
     main(sys.argv[1:], standalone_mode=False)
 finally:

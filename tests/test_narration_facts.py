@@ -7,7 +7,7 @@ from fake_openai import ATYPICAL_IDS, REPRESENTATIVE_IDS, persona
 
 from apg.narration.facts import MAX_CATEGORIES, build_fact_sheet, merge_small
 from apg.narration.labels import clean, fmt, fmt_diff, fmt_pct, humanise, quote
-from apg.profiles import CategoryShare, DemographicProfile, OutlierProfile
+from apg.profiles.persona import CategoryShare, DemographicProfile, OutlierProfile
 
 
 def test_facts_sheet_numbers_size_contrasts_and_demographics():

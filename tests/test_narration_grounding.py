@@ -11,8 +11,8 @@ from apg.narration.claims import claim_violations
 from apg.narration.facts import build_fact_sheet
 from apg.narration.grounding import PersonaReply, check, normalise_id, to_narrative
 from apg.narration.numbers import NumberIndex, extract
-from apg.narration.schema import Item, Narrative
-from apg.profiles import CategoryShare, DemographicProfile, NumericSummary
+from apg.profiles.narrative import Item, Narrative
+from apg.profiles.persona import CategoryShare, DemographicProfile, NumericSummary
 
 SHEET = build_fact_sheet(persona(), n_users=1000)
 # F1 size 400 (40%) of 1,000; F2 avg_order_value 150 vs 60 (+150%, 2.5x, 1.5 SD);

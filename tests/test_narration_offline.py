@@ -14,14 +14,14 @@ from hypothesis import strategies as st
 from sklearn.cluster import KMeans
 
 from apg.config import FeaturesConfig, NarrationConfig, PreprocessingConfig
-from apg.features import select_features
-from apg.narration.base import NarrationContext, make_narrator, narrative_text
+from apg.narration import NarrationContext, make_narrator, narrative_text
 from apg.narration.facts import build_fact_sheet
 from apg.narration.grounding import check
 from apg.narration.offline import OfflineNarrator, draft, name_candidates, pick_name
-from apg.narration.schema import Narrative
-from apg.preprocessing import prepare
-from apg.profiles import (
+from apg.prepare.features import select_features
+from apg.prepare.preprocessing import prepare
+from apg.profiles.narrative import Narrative
+from apg.profiles.persona import (
     CategoryShare,
     Contrast,
     DemographicProfile,

@@ -10,7 +10,7 @@ from fake_openai import FakeOpenAI, json_reply, persona
 
 from apg.config import NarrationConfig
 from apg.errors import NarrationError
-from apg.narration.base import NarrationContext, make_narrator
+from apg.narration import NarrationContext, make_narrator
 from apg.narration.facts import build_fact_sheet
 from apg.narration.prompts import DEFAULT_PROMPTS_DIR, PromptSet, template_hash
 

@@ -15,9 +15,9 @@ from click.testing import CliRunner, Result
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from apg.cli import main
-from apg.output_folder import MANIFEST, OutputFolderError, check_output_folder
-from apg.sample import ATTITUDINAL, BEHAVIORAL
+from apg.cli.main import main
+from apg.report.folder import MANIFEST, OutputFolderError, check_output_folder
+from apg.sources.sample import ATTITUDINAL, BEHAVIORAL
 
 FILES = {"personas.json", "candidates.csv", "assignments.csv", "report.md", "report.html"}
 GRID: dict[str, Any] = {

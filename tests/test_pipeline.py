@@ -19,9 +19,9 @@ from sklearn.preprocessing import StandardScaler
 
 from apg.config import Config, parse_config
 from apg.errors import ApgError, DataError, SearchError, SourceError
-from apg.outputs import CANDIDATE_COLUMNS, write_outputs
 from apg.pipeline import run
-from apg.sample import ATTITUDINAL, BEHAVIORAL
+from apg.report.outputs import CANDIDATE_COLUMNS, write_outputs
+from apg.sources.sample import ATTITUDINAL, BEHAVIORAL
 
 DEMOGRAPHIC = ["age", "gender", "country", "occupation"]
 GRID: dict[str, Any] = {

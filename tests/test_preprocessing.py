@@ -11,8 +11,8 @@ from sklearn.preprocessing import MinMaxScaler, RobustScaler, StandardScaler
 
 from apg.config import FeaturesConfig, PreprocessingConfig
 from apg.errors import DataError
-from apg.features import FeatureFrame, select_features
-from apg.preprocessing import prepare, transform
+from apg.prepare.features import FeatureFrame, select_features
+from apg.prepare.preprocessing import prepare, transform
 
 NUMERIC = ["logins_per_month", "avg_session_minutes", "avg_order_value", "nps"]
 
@@ -175,9 +175,9 @@ def test_transform_applies_the_fitted_transform_to_new_rows(users: pd.DataFrame)
 def test_prepare_in_blocks_equals_one_fit_transform(
     users: pd.DataFrame, scaling: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import apg.preprocessing
+    import apg.prepare.preprocessing
 
-    monkeypatch.setattr(apg.preprocessing, "TRANSFORM_CHUNK_ROWS", 37)
+    monkeypatch.setattr(apg.prepare.preprocessing, "TRANSFORM_CHUNK_ROWS", 37)
     frame = frame_of(users)
     got = prepare(frame, PreprocessingConfig(scaling=scaling)).X  # type: ignore[arg-type]
     scaler = {"standard": StandardScaler, "minmax": MinMaxScaler, "robust": RobustScaler}[scaling]

@@ -20,12 +20,12 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, RobustScaler, StandardScaler
 
-import apg.preprocessing
-from apg.clusters import ClusterModel
+import apg.prepare.preprocessing
 from apg.config import PreprocessingConfig
-from apg.features import FeatureFrame
-from apg.model_io import StoredModel, from_fitted, preprocessing_of
-from apg.preprocessing import _fit_imputer, prepare, transform
+from apg.prepare.features import FeatureFrame
+from apg.prepare.preprocessing import _fit_imputer, prepare, transform
+from apg.search.clusters import ClusterModel
+from apg.search.model_io import StoredModel, from_fitted, preprocessing_of
 
 ROWS = 500
 NUMERIC = ["logins", "minutes", "spend", "score", "flat"]
@@ -35,20 +35,20 @@ SCALERS = {"standard": StandardScaler, "minmax": MinMaxScaler, "robust": RobustS
 
 @pytest.fixture(autouse=True)
 def large(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(apg.preprocessing, "TRANSFORM_CHUNK_ROWS", 60)
+    monkeypatch.setattr(apg.prepare.preprocessing, "TRANSFORM_CHUNK_ROWS", 60)
 
 
 @pytest.fixture
 def columnwise(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """Whether each large fit went column by column (True) or fell back (False)."""
     taken: list[bool] = []
-    real = apg.preprocessing._fit_by_column
+    real = apg.prepare.preprocessing._fit_by_column
 
     def spy(*args: Any) -> bool:
         taken.append(real(*args))
         return taken[-1]
 
-    monkeypatch.setattr(apg.preprocessing, "_fit_by_column", spy)
+    monkeypatch.setattr(apg.prepare.preprocessing, "_fit_by_column", spy)
     return taken
 
 
@@ -198,8 +198,8 @@ def test_row_major_frame_falls_back_to_one_fit(columnwise: list[bool]) -> None:
     data = pd.DataFrame(values, columns=["a", "b", "c"], copy=False)
     data.insert(0, "user_id", [f"u{i}" for i in range(ROWS)])
     frame = frame_of(data, ["a", "b", "c"], [])
-    transformer = apg.preprocessing.build_transformer(frame, PreprocessingConfig(), 0)
-    assert not apg.preprocessing._fit_by_column(transformer, data[["a", "b", "c"]], frame)
+    transformer = apg.prepare.preprocessing.build_transformer(frame, PreprocessingConfig(), 0)
+    assert not apg.prepare.preprocessing._fit_by_column(transformer, data[["a", "b", "c"]], frame)
     prepared = prepare(frame, PreprocessingConfig())
     assert columnwise == [False, False]
     pipe, expected = sklearn_fit(data, "median", "standard", ["a", "b", "c"], [])

@@ -10,9 +10,9 @@ from sklearn.metrics import pairwise_distances
 from threadpoolctl import threadpool_limits
 
 from apg.config import FeaturesConfig, PreprocessingConfig
-from apg.features import FeatureFrame, select_features
-from apg.preprocessing import Prepared, prepare
-from apg.profiles import N_REPRESENTATIVES, build_profiles
+from apg.prepare.features import FeatureFrame, select_features
+from apg.prepare.preprocessing import Prepared, prepare
+from apg.profiles.persona import N_REPRESENTATIVES, build_profiles
 
 BEHAVIORAL = ["logins_per_month", "avg_session_minutes", "avg_order_value", "occupation"]
 ATTITUDINAL = ["nps", "satisfaction"]
@@ -22,7 +22,7 @@ NUMERIC = ["logins_per_month", "avg_session_minutes", "avg_order_value", "nps", 
 
 @pytest.fixture(scope="module")
 def users() -> pd.DataFrame:
-    from apg.sample import generate_users
+    from apg.sources.sample import generate_users
 
     data = generate_users(360, seed=11)
     data.loc[[5, 17, 40], "gender"] = None  # some missing categorical demographics

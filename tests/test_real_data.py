@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from conftest import shared_dataset
 from test_pipeline import Outputs, check_invariants
 
-from apg.cli import main
+from apg.cli.main import main
 from apg.config import Config, parse_config
 
 GRID: dict[str, Any] = {

@@ -14,16 +14,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from apg import charts
-from apg.avatars import avatar_svg, persona_colour
-from apg.charts import text
 from apg.config import parse_config
-from apg.narration.schema import Item, Narrative
 from apg.pipeline import RunResult, run
-from apg.profiles import OutlierProfile
-from apg.report_html import ReportData, render_html, report_data_from_result, sample_rows
-from apg.sample import generate_users
+from apg.profiles.narrative import Item, Narrative
+from apg.profiles.persona import OutlierProfile
+from apg.report import charts
+from apg.report.avatars import avatar_svg, persona_colour
+from apg.report.charts import text
+from apg.report.html import ReportData, render_html, report_data_from_result, sample_rows
 from apg.sources import SourceTable
+from apg.sources.sample import generate_users
 
 VOID = {"meta", "img", "br", "hr", "input", "link", "source", "wbr", "col", "area", "base"}
 SVG_SHAPES = {"circle", "ellipse", "path", "rect"}
@@ -281,7 +281,7 @@ def test_render_html_leaderboard_sorts_in_a_browser(html: str, tmp_path: Path) -
 def test_report_data_from_result_keeps_a_seeded_sample(
     result: RunResult, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("apg.report_html.MAP_SAMPLE", 250)
+    monkeypatch.setattr("apg.report.html.MAP_SAMPLE", 250)
     first = report_data_from_result(result)
     second = report_data_from_result(result)
     assert first.sample_X is not None and first.sample_labels is not None

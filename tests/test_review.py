@@ -7,10 +7,9 @@ from pathlib import Path
 import pytest
 import store_helpers as h
 
-from apg import review
 from apg.errors import ConfigError, NotFoundError
-from apg.review import ReviewError
-from apg.store import Store
+from apg.store import Store, review
+from apg.store.review import ReviewError
 
 db_url = h.db_url
 store = h.sqlite_store  # the review logic; its SQL runs on PostgreSQL in the contract test

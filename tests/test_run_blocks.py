@@ -13,11 +13,11 @@ import pytest
 import sqlalchemy as sa
 import store_helpers as h
 
-import apg.outputs
-import apg.preprocessing
+import apg.prepare.preprocessing
+import apg.report.outputs
 import apg.store.record
-from apg.model_io import StoredModel
-from apg.outputs import write_outputs
+from apg.report.outputs import write_outputs
+from apg.search.model_io import StoredModel
 from apg.sources import fingerprint
 from apg.store import Store
 from apg.store import schema as t
@@ -53,8 +53,8 @@ def test_run_in_blocks_stores_and_writes_what_one_pass_gives(
     whole_fingerprint = fingerprint(frame)
     monkeypatch.setattr(fingerprint_module, "TEXT_BLOCK_ROWS", 7)
     monkeypatch.setattr(apg.store.record, "MEMBER_BATCH", 7)
-    monkeypatch.setattr(apg.outputs, "ASSIGNMENT_CHUNK_ROWS", 7)
-    monkeypatch.setattr(apg.preprocessing, "TRANSFORM_CHUNK_ROWS", 50)
+    monkeypatch.setattr(apg.report.outputs, "ASSIGNMENT_CHUNK_ROWS", 7)
+    monkeypatch.setattr(apg.prepare.preprocessing, "TRANSFORM_CHUNK_ROWS", 50)
     with Store(f"sqlite:///{tmp_path / 'apg.db'}") as store:
         stored = h.run(store, frame)
         result = stored.result

@@ -16,7 +16,7 @@ from sklearn.metrics import adjusted_rand_score, silhouette_score
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from apg.sample import (
+from apg.sources.sample import (
     ATTITUDINAL,
     BEHAVIORAL,
     COMPANY_SIZES,

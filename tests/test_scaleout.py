@@ -1,4 +1,4 @@
-"""The Dask backend fits the local search's candidates and assigns like apg.streaming."""
+"""The Dask backend fits the local search's candidates and assigns like apg.search.streaming."""
 
 from __future__ import annotations
 
@@ -15,13 +15,14 @@ from sklearn.cluster import KMeans
 from test_streaming import config, new_users, users, write
 from threadpoolctl import threadpool_limits
 
-from apg import scaleout, search
-from apg.assign import assign_file, write_labels
-from apg.cli import main
+from apg.cli.main import main
 from apg.config import SearchConfig
 from apg.errors import ConfigError, SourceError
+from apg.search import candidates, scaleout, selection
+from apg.search import leaderboard as search
+from apg.search.streaming import assign_parquet
 from apg.store import Store
-from apg.streaming import assign_parquet
+from apg.store.assign import assign_file, write_labels
 
 GRID: dict[str, Any] = {
     "kmeans": {"k": [2, 6], "n_init": 4},
@@ -64,9 +65,9 @@ def blobs_matrix(n: int = 300) -> np.ndarray:
 
 def local_candidates(X: np.ndarray, cfg: SearchConfig, trees: dict[str, np.ndarray]) -> list[Any]:
     return (
-        search._kmeans(X, cfg, print)
-        + search._agglomerative(X, cfg, print, trees)
-        + search._dbscan(X, cfg, print)
+        candidates.kmeans_candidates(X, cfg, print)
+        + candidates.agglomerative_candidates(X, cfg, print, trees)
+        + candidates.dbscan_grid(X, cfg, print)
     )
 
 
@@ -92,8 +93,8 @@ def test_fit_candidates_dask_equal_local_search(client: Any) -> None:
             np.testing.assert_array_equal(b.centers, a.centers)
     assert local_trees.keys() == trees.keys()
     assert all(np.array_equal(local_trees[m], trees[m]) for m in trees)
-    search._score(X, local, cfg)
-    search._score(X, got, cfg)
+    selection.score_candidates(X, local, cfg)
+    selection.score_candidates(X, got, cfg)
     for a, b in zip(local, got, strict=True):
         scores = ("silhouette", "davies_bouldin", "calinski_harabasz", "n_clusters", "eligible")
         assert [getattr(b, s) for s in scores] == pytest.approx([getattr(a, s) for s in scores])

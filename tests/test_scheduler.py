@@ -12,10 +12,10 @@ import pytest
 import sqlalchemy as sa
 from daemon_helpers import Db, write_config, write_text, write_users
 
-from apg import triggers
 from apg.config import RetryConfig, ScheduleConfig, load_config
 from apg.errors import ConfigError
-from apg.scheduler import job_db_url, scheduled_run
+from apg.service import triggers
+from apg.service.scheduler import job_db_url, scheduled_run
 from apg.store import Store, runstate
 from apg.store.runner import Cancel, RunInterrupted, execute_run
 
@@ -234,3 +234,41 @@ def test_scheduler_example_config_unit_file_and_docs_agree() -> None:
     docs = (root / "docs" / "daemon.md").read_text(encoding="utf-8")
     for status in runstate.STATUSES:
         assert f"| `{status}` |" in docs, status
+
+
+def test_scheduler_upgrade_stored_jobs_renames_the_old_job_function(tmp_path: Path) -> None:
+    import pickle
+
+    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+    from apscheduler.schedulers.background import BackgroundScheduler
+    from apscheduler.triggers.date import DateTrigger
+
+    from apg.service.scheduler import JOB_FUNC, JOBS_TABLE, upgrade_stored_jobs
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'jobs.db'}")
+    when = datetime(2030, 1, 7, 3, tzinfo=UTC)
+    sched = BackgroundScheduler(timezone=UTC)
+    sched.add_jobstore(SQLAlchemyJobStore(engine=engine, tablename=JOBS_TABLE), "default")
+    sched.start(paused=True)
+    sched.add_job(JOB_FUNC, DateTrigger(when), id="apg-retry", kwargs={"config_path": "c.yaml"})
+    sched.shutdown(wait=False)
+    # The row as a daemon of the previous layout stored it.
+    jobs = sa.Table(JOBS_TABLE, sa.MetaData(), autoload_with=engine)
+    with engine.begin() as conn:
+        state = pickle.loads(conn.execute(sa.select(jobs.c.job_state)).scalar_one())
+        state["func"] = "apg.scheduler:scheduled_run"
+        conn.execute(jobs.update().values(job_state=pickle.dumps(state)))
+    assert upgrade_stored_jobs(engine) == 1
+    assert upgrade_stored_jobs(engine) == 0
+    store = SQLAlchemyJobStore(engine=engine, tablename=JOBS_TABLE)
+    store.start(BackgroundScheduler(timezone=UTC), "default")
+    job = store.lookup_job("apg-retry")
+    assert job is not None and job.func is scheduled_run
+    assert job.next_run_time == when and job.kwargs == {"config_path": "c.yaml"}
+
+
+def test_scheduler_upgrade_stored_jobs_without_a_job_table_does_nothing(tmp_path: Path) -> None:
+
+    from apg.service.scheduler import upgrade_stored_jobs
+
+    assert upgrade_stored_jobs(sa.create_engine(f"sqlite:///{tmp_path / 'empty.db'}")) == 0

@@ -16,10 +16,12 @@ from threadpoolctl import threadpool_limits
 
 from apg.config import FeaturesConfig, PreprocessingConfig, SearchConfig
 from apg.errors import SearchError
-from apg.features import select_features
-from apg.preprocessing import prepare
-from apg.sample import ATTITUDINAL, BEHAVIORAL
-from apg.search import Candidate, SearchResult, elbow, rank_key, run_search
+from apg.prepare.features import select_features
+from apg.prepare.preprocessing import prepare
+from apg.search.candidates import Candidate
+from apg.search.leaderboard import SearchResult, run_search
+from apg.search.selection import elbow, rank_key
+from apg.sources.sample import ATTITUDINAL, BEHAVIORAL
 
 SMALL_GRID: dict[str, Any] = {
     "kmeans": {"k": [2, 4], "n_init": 2},
@@ -35,7 +37,7 @@ def search_config(**changes: Any) -> SearchConfig:
 
 @pytest.fixture(scope="module")
 def X() -> np.ndarray:
-    from apg.sample import generate_users
+    from apg.sources.sample import generate_users
 
     users = generate_users(400, seed=3)
     roles = FeaturesConfig(behavioral=list(BEHAVIORAL), attitudinal=list(ATTITUDINAL))

@@ -8,10 +8,10 @@ from sklearn.cluster import AgglomerativeClustering
 from sklearn.datasets import make_blobs
 from sklearn.metrics import pairwise_distances, silhouette_score
 
-from apg.clusters import ClusterModel
 from apg.config import SearchConfig
-from apg.search import PARALLEL_TREES_MIN_ROWS, run_search
-from apg.trees_worker import TreeJobs
+from apg.search.clusters import ClusterModel
+from apg.search.leaderboard import PARALLEL_TREES_MIN_ROWS, run_search
+from apg.search.trees_worker import TreeJobs
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,7 @@ def test_cluster_model_predict_is_chunk_size_independent(X: np.ndarray) -> None:
 
 
 def test_tree_job_returns_the_same_trees_as_in_process() -> None:
-    from apg.kernels import linkage_matrices
+    from apg.search.kernels import linkage_matrices
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(300, 4))
@@ -132,7 +132,7 @@ def test_run_search_with_tree_worker_matches_sklearn() -> None:
 
 
 def test_tree_jobs_split_over_processes_equal_in_process() -> None:
-    from apg.kernels import linkage_matrices
+    from apg.search.kernels import linkage_matrices
 
     X = np.random.default_rng(1).normal(size=(200, 3))
     methods = ["ward", "average", "complete"]

@@ -10,8 +10,8 @@ from sklearn.cluster import DBSCAN, AgglomerativeClustering, KMeans
 from sklearn.datasets import make_blobs
 from sklearn.metrics import silhouette_score
 
-from apg.kernels import labels_from_linkage, linkage_matrices
-from apg.silhouettes import _plan, silhouette_many
+from apg.search.kernels import labels_from_linkage, linkage_matrices
+from apg.search.silhouettes import _plan, silhouette_many
 
 
 def _data(n: int, dim: int, seed: int, duplicates: bool) -> np.ndarray:

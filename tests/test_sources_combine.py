@@ -229,7 +229,7 @@ def test_check_sources_report(files: Path):
         {"sources": specs, "id_column": "user_id", "features": {"behavioral": ["age"]}},
         base_dir=files,
     )
-    report = check_sources(config)
+    report = check_sources(config.sources, config.base_dir, config.id_column)
     table = load_sources(config.sources, files, "user_id")
     assert report == (
         "sources:\n"

@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner
 from daemon_helpers import write_config, write_text, write_users
 
-from apg.cli import main
-from apg.scheduler import scheduled_run
+from apg.cli.main import main
+from apg.service.scheduler import scheduled_run
 from apg.store import Store, locks, now, runstate
 from apg.store.locks import HOST
 

@@ -15,7 +15,7 @@ import store_helpers as h
 
 from apg.config import parse_config
 from apg.errors import NotFoundError, SearchError, StoreError
-from apg.model_io import StoredModel
+from apg.search.model_io import StoredModel
 from apg.store import Store, open_store, resolve_url
 from apg.store import schema as t
 from apg.store.record import masked_config

@@ -7,8 +7,7 @@ import time
 
 import store_helpers as h
 
-from apg import review
-from apg.store import Store
+from apg.store import Store, review
 from apg.store import schema as t
 
 db_url = h.db_url

@@ -7,8 +7,8 @@ import sqlalchemy as sa
 import store_helpers as h
 
 from apg.errors import StoreError
-from apg.migrations import LATEST, MIGRATIONS, current_version, migrate
 from apg.store import Store
+from apg.store.migrations import LATEST, MIGRATIONS, current_version, migrate
 
 db_url = h.db_url
 

@@ -18,11 +18,11 @@ import pytest
 from apg import streamed_run
 from apg.config import parse_config
 from apg.errors import ApgError, ConfigError, DataError
-from apg.outputs import write_outputs
 from apg.pipeline import RunResult, run
-from apg.report_html import report_data_from_result
-from apg.sample import ATTITUDINAL, BEHAVIORAL, DEMOGRAPHIC, ID_COLUMN, generate_users
+from apg.report.html import report_data_from_result
+from apg.report.outputs import write_outputs
 from apg.sources.parquet_columns import StreamedTable
+from apg.sources.sample import ATTITUDINAL, BEHAVIORAL, DEMOGRAPHIC, ID_COLUMN, generate_users
 from apg.store import open_store
 from apg.store.runner import run_with_store
 

@@ -13,12 +13,10 @@ import pytest
 import store_helpers as h
 from click.testing import CliRunner
 
-from apg.assign import assign_file, assign_file_to_csv, write_labels
-from apg.cli import main
+from apg.cli.main import main
 from apg.config import parse_config
 from apg.errors import DataError, SourceError
-from apg.store import Store
-from apg.streaming import (
+from apg.search.streaming import (
     DEFAULT_BATCH_ROWS,
     StreamingUnsupported,
     _Harmonizer,
@@ -26,6 +24,8 @@ from apg.streaming import (
     assign_parquet,
     assign_stream,
 )
+from apg.store import Store
+from apg.store.assign import assign_file, assign_file_to_csv, write_labels
 
 
 def users(per_segment: int = 150, seed: int = 0, prefix: str = "u") -> pd.DataFrame:

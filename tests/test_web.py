@@ -6,8 +6,7 @@ import sqlalchemy as sa
 from starlette.testclient import TestClient
 from web_helpers import Demo, client, csrf_of, demo, demo_template, store
 
-from apg import review
-from apg.store import Store, now, runstate
+from apg.store import Store, now, review, runstate
 from apg.store import schema as t
 
 __all__ = ["client", "demo", "demo_template", "store"]  # fixtures

@@ -7,10 +7,9 @@ from click.testing import CliRunner
 from starlette.testclient import TestClient
 from web_helpers import TOKEN, Demo, client, client_for, csrf_of, demo, demo_template, store
 
-from apg import review
-from apg.cli import main
+from apg.cli.main import main
 from apg.errors import ConfigError
-from apg.store import Store
+from apg.store import Store, review
 from apg.web.security import LOGIN_FAILURES, check_bind, is_loopback, safe_next
 
 __all__ = ["client", "demo", "demo_template", "store"]  # fixtures

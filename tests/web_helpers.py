@@ -16,8 +16,8 @@ import pytest
 import store_helpers as h
 from starlette.testclient import TestClient
 
-from apg.review import approve
 from apg.store import Store, now
+from apg.store.review import approve
 from apg.web import create_app
 
 BASE_URL = "http://127.0.0.1"

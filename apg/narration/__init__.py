@@ -3,11 +3,18 @@
 ``facts`` numbers what may be said, ``prompts`` renders it through ``prompts/*.j2``, ``llm`` asks
 a model (``exchange`` speaks the protocol) and ``grounding`` checks every reply in code;
 ``offline`` writes deterministic text from the same facts. ``base`` holds the interface.
+
+Produces a :class:`~apg.profiles.narrative.Narrative` per persona. May import: errors, sources,
+config, prepare, search, profiles.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+
+from apg.config import NarrationConfig
+from apg.narration.base import LlmCall, NarrationContext, Narrator, narrative_text
+from apg.profiles.narrative import Narrative
 
 __all__ = [
     "LlmCall",
@@ -19,14 +26,15 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    # Lazy: apg.profiles imports apg.narration.schema, and base imports apg.profiles.
-    if name == "Narrative":
-        from apg.narration.schema import Narrative
+def make_narrator(
+    config: NarrationConfig, *, progress: Callable[[str], None] | None = None
+) -> Narrator:
+    """The narrator ``config.client`` names; raises ``NarrationError`` for a setting to fix."""
+    if config.client == "openai":
+        # Imported only when used: the openai SDK is slow to import.
+        from apg.narration.llm import OpenAINarrator
 
-        return Narrative
-    if name in __all__:
-        from apg.narration import base
+        return OpenAINarrator(config, progress=progress)
+    from apg.narration.offline import OfflineNarrator
 
-        return getattr(base, name)
-    raise AttributeError(f"module 'apg.narration' has no attribute {name!r}")
+    return OfflineNarrator(config, progress=progress)

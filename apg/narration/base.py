@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel
 
-from apg.config import NarrationConfig
 from apg.narration.facts import FactSheet, build_fact_sheet
-from apg.narration.schema import Narrative
-from apg.profiles import OutlierProfile, PersonaProfile
+from apg.profiles.narrative import Narrative
+from apg.profiles.persona import OutlierProfile, PersonaProfile
 
 
 @dataclass
@@ -65,19 +63,6 @@ def sheet_for(persona: PersonaProfile, ctx: NarrationContext, min_cell: int) -> 
         feature_roles=ctx.feature_roles,
         min_cell=min_cell,
     )
-
-
-def make_narrator(
-    config: NarrationConfig, *, progress: Callable[[str], None] | None = None
-) -> Narrator:
-    """The narrator ``config.client`` names; raises ``NarrationError`` for a setting to fix."""
-    if config.client == "openai":
-        from apg.narration.llm import OpenAINarrator
-
-        return OpenAINarrator(config, progress=progress)
-    from apg.narration.offline import OfflineNarrator
-
-    return OfflineNarrator(config, progress=progress)
 
 
 def narrative_text(narrative: Narrative) -> str:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from apg.narration.facts import FactSheet
 from apg.narration.labels import fmt, fmt_pct, humanise
-from apg.profiles import DemographicProfile
+from apg.profiles.persona import DemographicProfile
 
 _PEOPLE = (
     r"(?:\s+\w+)?\s+(?:people|adults?|users?|customers?|buyers?|shoppers?|clients?|"

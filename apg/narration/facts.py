@@ -13,7 +13,13 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from apg.narration.labels import clean, fmt, fmt_diff, fmt_pct, humanise, is_year, quote
-from apg.profiles import CategoryShare, Contrast, DemographicProfile, OutlierProfile, PersonaProfile
+from apg.profiles.persona import (
+    CategoryShare,
+    Contrast,
+    DemographicProfile,
+    OutlierProfile,
+    PersonaProfile,
+)
 
 MAX_CONTRASTS = 8  # distinguishing features shown
 MIN_CONTRASTS = 3  # shown even when their differences are small

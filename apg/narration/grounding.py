@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from apg.narration.claims import claim_violations
 from apg.narration.facts import FactSheet
 from apg.narration.numbers import NumberIndex, describe, extract
-from apg.narration.schema import Item, Narrative
+from apg.profiles.narrative import Item, Narrative
 
 MIN_ITEMS, MAX_ITEMS = 2, 5
 MAX_NAME_CHARS, MAX_NAME_WORDS = 60, 6

@@ -27,8 +27,8 @@ from apg.narration.facts import Fact, FactSheet
 from apg.narration.grounding import check, name_key, to_narrative
 from apg.narration.offline import draft, pick_name
 from apg.narration.prompts import MODES, PromptSet
-from apg.narration.schema import Narrative
-from apg.profiles import PersonaProfile
+from apg.profiles.narrative import Narrative
+from apg.profiles.persona import PersonaProfile
 
 MAX_REASON = 500
 _SAMPLE = FactSheet(

@@ -25,8 +25,8 @@ from apg.narration.grounding import (
 )
 from apg.narration.labels import capitalise, fmt, fmt_diff, fmt_pct, is_year
 from apg.narration.lexicon import Traits, traits
-from apg.narration.schema import Item, Narrative
-from apg.profiles import PersonaProfile
+from apg.profiles.narrative import Item, Narrative
+from apg.profiles.persona import PersonaProfile
 
 NUMERALS = ("II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "X")
 MIN_LIFT = 1.2  # a demographic category this over-represented is worth a sentence

@@ -3,7 +3,10 @@
 Kinds: ``file`` (CSV/TSV/Parquet/JSON lines, globs), ``sql`` (SQLAlchemy URL, query or table),
 ``http`` (JSON API with pagination and retries) and ``events`` (an event log read through one
 of the others, aggregated per user). Each lives in its own module with the shared interface
-of :class:`apg.sources.base.SourceSpec`.
+of :class:`apg.sources.base.SourceSpec`. ``sample`` generates a seeded synthetic user table.
+
+Produces a :class:`~apg.sources.combine.SourceTable`. May import: errors (it is the first stage;
+the config imports it for the source specs).
 """
 
 from __future__ import annotations

@@ -7,20 +7,19 @@ refresh would compare against.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from pathlib import Path
 
 import pandas as pd
 
+from apg.sources.base import SourceSpec
 from apg.sources.combine import SourceTable, load_sources
 
-if TYPE_CHECKING:
-    from apg.config import Config
 
-
-def check_sources(config: Config) -> str:
-    """Read the config's sources and return the text report (raises SourceError on failure)."""
-    table = load_sources(config.sources, config.base_dir, config.id_column)
-    return describe_table(table, config.id_column, [s.join for s in config.sources])
+def check_sources(sources: Sequence[SourceSpec], base_dir: Path, id_column: str) -> str:
+    """Read the sources and return the text report (raises SourceError on failure)."""
+    table = load_sources(list(sources), base_dir, id_column)
+    return describe_table(table, id_column, [s.join for s in sources])
 
 
 def describe_table(table: SourceTable, id_column: str, joins: list[str] | None = None) -> str:

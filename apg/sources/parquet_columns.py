@@ -39,7 +39,7 @@ TEXT_CELL_BYTES = 100
 
 
 class ParquetColumns:
-    """``apg.features.Columns`` over the Parquet file(s) of one file source."""
+    """``apg.prepare.features.Columns`` over the Parquet file(s) of one file source."""
 
     def __init__(self, spec: FileSource, ctx: SourceContext) -> None:
         self.spec, self.ctx = spec, ctx

@@ -21,8 +21,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from apg.errors import StoreError
-from apg.migrations import LATEST, current_version, migrate
 from apg.sources.masking import mask_url
+from apg.store.migrations import LATEST, current_version, migrate
 
 DEFAULT_URL = "sqlite:///apg.db"
 ENV_URL = "APG_DATABASE_URL"

@@ -7,9 +7,10 @@ import io
 import json
 from typing import Any
 
-from apg.store import Store, now
+from apg.store.engine import now
 from apg.store.queries import current_version, narrative_versions, resolve_run
 from apg.store.queries import list_personas as _list
+from apg.store.store import Store
 
 CSV_COLUMNS = [
     "persona_id",

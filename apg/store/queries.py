@@ -17,9 +17,9 @@ import pydantic
 import sqlalchemy as sa
 
 from apg.errors import NotFoundError, listing
-from apg.identity import PreviousPersona, PreviousRun
-from apg.model_io import StoredModel
-from apg.narration.schema import Narrative
+from apg.profiles.identity import PreviousPersona, PreviousRun
+from apg.profiles.narrative import Narrative
+from apg.search.model_io import StoredModel
 from apg.store import schema as t
 
 LATEST = "latest"

@@ -15,32 +15,20 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from apg import __version__
 from apg.config import Config
-from apg.identity import Plan
-from apg.model_io import from_fitted
-from apg.narration.schema import Narrative
+from apg.profiles.identity import Plan
+from apg.profiles.narrative import Narrative
+from apg.search.model_io import from_fitted
 from apg.sources.masking import mask_secrets, mask_tree
 from apg.store import schema as t
 from apg.store.runstate import save_run
+from apg.store.schema import jsonable
+from apg.version import __version__
 
 if TYPE_CHECKING:
     from apg.pipeline import RunResult
 
 BATCH = 5000
-
-
-def jsonable(value: Any) -> Any:
-    """Plain JSON values: numpy scalars to Python, NaN and infinities to null."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _num(value: Any) -> float | None:
@@ -112,8 +100,8 @@ def record_run(
     reason: str | None = None,
 ) -> None:
     """The run's ``running`` row (or a new row) becomes ``status`` with all its content."""
-    from apg.outputs import personas_document
     from apg.pipeline import run_identity
+    from apg.report.outputs import personas_document
 
     run_id = result.run_id
     w = result.search.winner
@@ -206,7 +194,7 @@ MEMBER_BATCH = 50_000
 
 def _report(conn: sa.Connection, result: RunResult) -> None:
     """What report.html needs (v5), so ``apg report`` and ``apg serve`` can redraw it."""
-    from apg.report_html import report_data_from_result
+    from apg.report.html import report_data_from_result
     from apg.store.reports import write_report
 
     write_report(conn, report_data_from_result(result))

@@ -1,7 +1,7 @@
 """Report data of a run (``apg_reports``): what ``report.html`` needs, stored with the run.
 
 ``apg report RUN`` and the web pages rebuild the page from it. The document is JSON: the
-:class:`~apg.report_html.ReportData` fields, with the seeded sample of the clustered matrix and
+:class:`~apg.report.html.ReportData` fields, with the seeded sample of the clustered matrix and
 its labels as base64 ``.npy`` arrays (read back with ``allow_pickle=False``; never pickle).
 Runs recorded before schema version 5 have no document: :func:`load_report` then rebuilds what
 the other tables hold (personas, leaderboard, elbow curve, facts) and says which charts are
@@ -22,13 +22,14 @@ import sqlalchemy as sa
 
 from apg.errors import NotFoundError
 from apg.narration.facts import build_fact_sheet
-from apg.narration.schema import Narrative
-from apg.profiles import OutlierProfile, PersonaProfile
-from apg.report_html import CandidateRow, ReportData
-from apg.search import Candidate, elbow, rank_key
+from apg.profiles.narrative import Narrative
+from apg.profiles.persona import OutlierProfile, PersonaProfile
+from apg.report.html import CandidateRow, ReportData
+from apg.search.candidates import Candidate
+from apg.search.selection import elbow, rank_key
 from apg.store import queries
 from apg.store import schema as t
-from apg.store.record import jsonable
+from apg.store.schema import jsonable
 
 FORMAT = 1
 _FLOATS = (

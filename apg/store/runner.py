@@ -20,12 +20,14 @@ import sqlalchemy as sa
 
 from apg.config import Config
 from apg.errors import StoreError
-from apg.identity import Continuity, Plan
 from apg.pipeline import Progress, RunResult, load_table
 from apg.pipeline import run as run_pipeline
+from apg.profiles.identity import Continuity, Plan
 from apg.sources import SourceTable
 from apg.sources.masking import mask_secrets
-from apg.store import Store, locks, now, record, runstate
+from apg.store import locks, record, runstate
+from apg.store.engine import now
+from apg.store.store import Store
 
 
 class RunInterrupted(BaseException):

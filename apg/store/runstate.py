@@ -21,12 +21,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from apg import __version__
 from apg.errors import StoreError
 from apg.store import locks
 from apg.store import schema as t
 from apg.store.engine import now
 from apg.store.queries import latest_run_id
+from apg.version import __version__
 
 STATUSES = ("running", "succeeded", "unchanged", "degraded", "failed", "interrupted")
 FINAL = STATUSES[1:]

@@ -1,12 +1,16 @@
 """The tables at the latest schema version, for queries (SQLAlchemy Core).
 
-``apg.migrations`` creates and upgrades them; a test checks that a migrated database has
+``apg.store.migrations`` creates and upgrades them; a test checks that a migrated database has
 exactly these columns. Times are ISO-8601 UTC text with microseconds (``...T03:00:00.000123Z``)
 so they sort and compare the same way on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
+import numpy as np
 import sqlalchemy as sa
 
 metadata = sa.MetaData()
@@ -82,7 +86,7 @@ models = sa.Table(
     metadata,
     sa.Column("run_id", ID, sa.ForeignKey("apg_runs.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("algorithm", sa.String(32), nullable=False),
-    sa.Column("document", sa.Text, nullable=False),  # apg.model_io JSON, never pickle
+    sa.Column("document", sa.Text, nullable=False),  # apg.search.model_io JSON, never pickle
 )
 
 personas = sa.Table(
@@ -119,7 +123,7 @@ narratives = sa.Table(
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("run_id", ID, sa.ForeignKey("apg_runs.id")),  # the run that drafted it
     sa.Column("origin", sa.String(16), nullable=False),  # generated | edited
-    sa.Column("body", sa.JSON, nullable=False),  # apg.narration.schema.Narrative
+    sa.Column("body", sa.JSON, nullable=False),  # apg.profiles.narrative.Narrative
     sa.Column("status", sa.String(16), nullable=False),  # draft | approved | rejected
     sa.Column("created_by", sa.String(128), nullable=False),
     sa.Column("created_at", TIME, nullable=False),
@@ -174,3 +178,16 @@ locks = sa.Table(  # v4: one run at a time, one daemon per database (apg.store.l
     sa.Column("heartbeat_at", TIME, nullable=False),
     sa.Column("detail", sa.JSON),  # the daemon's schedule, config path, version
 )
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON values: numpy scalars to Python, NaN and infinities to null."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -16,10 +16,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from apg.errors import StoreError
-from apg.store import Store, locks, runstate
+from apg.store import locks, runstate
 from apg.store import schema as t
+from apg.store.store import Store
 
-JOBS_TABLE = "apg_scheduler_jobs"  # apg.scheduler.JOBS_TABLE (not imported: no APScheduler)
+JOBS_TABLE = "apg_scheduler_jobs"  # apg.service.scheduler.JOBS_TABLE (not imported: no APScheduler)
 JOB_KINDS = {"apg-schedule": "schedule", "apg-retry": "retry"}
 
 

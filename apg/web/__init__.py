@@ -1,4 +1,8 @@
-"""``apg serve``: review pages for the persona store (see ``docs/web.md``)."""
+"""``apg serve``: review pages for the persona store (see ``docs/web.md``).
+
+Produces HTTP responses. May import everything below it (stages, report, store); thin: review
+actions go through ``apg.store.review``, the same code path as the CLI.
+"""
 
 from __future__ import annotations
 

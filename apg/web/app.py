@@ -1,7 +1,7 @@
 """The review pages: runs, a run's report, personas, and review actions (Starlette, Jinja2).
 
 Pages are rendered on the server with autoescaping, so text from the data or from an LLM is
-shown as text. Review actions call :mod:`apg.review`, the same code as ``apg review ...``.
+shown as text. Review actions call :mod:`apg.store.review`, the same code as ``apg review ...``.
 Security (binding, token, sessions, CSRF, headers) lives in :mod:`apg.web.security`.
 """
 
@@ -22,12 +22,12 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from apg import __version__, review
-from apg.avatars import persona_colour
 from apg.errors import ApgError, NotFoundError
-from apg.store import Store
+from apg.report.avatars import persona_colour
+from apg.store import Store, review
 from apg.store.queries import WITH_CONTENT
 from apg.store.reports import load_report
+from apg.version import __version__
 from apg.web import views
 from apg.web.security import (
     CSRF_FIELD,
@@ -118,7 +118,7 @@ def run_page(request: Request) -> Response:
 
 
 def report_download(request: Request) -> Response:
-    from apg.report_html import render_html
+    from apg.report.html import render_html
 
     store = store_of(request)
     run_id = store.run(request.path_params["run_id"])["id"]

@@ -1,5 +1,5 @@
 """What the pages show, as plain values for the templates: runs, report content, personas,
-version diffs and drift. Nothing here writes; review actions go through :mod:`apg.review`."""
+version diffs and drift. Nothing here writes; review actions go through :mod:`apg.store.review`."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from typing import Any
 
 from markupsafe import Markup
 
-from apg.avatars import avatar_svg, persona_colour
 from apg.narration.labels import fmt_pct
-from apg.report_html import ReportData
-from apg.report_html import _card as report_card  # the report's own view models, reused
-from apg.report_html import _charts as report_charts
-from apg.report_html import _leaderboard as report_leaderboard
-from apg.report_html import _num as report_num
+from apg.report.avatars import avatar_svg, persona_colour
+from apg.report.html import ReportData
+from apg.report.html import _card as report_card  # the report's own view models, reused
+from apg.report.html import _charts as report_charts
+from apg.report.html import _leaderboard as report_leaderboard
+from apg.report.html import _num as report_num
 
 CHART_CACHE = 16  # runs whose drawn charts are kept in memory
 TOP_SHIFTS = 6
@@ -289,7 +289,7 @@ def edit_values(body: dict[str, Any]) -> dict[str, str]:
 
 
 def edit_changes(form: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
-    """The fields the reviewer changed, in the shape :func:`apg.review.edit` takes."""
+    """The fields the reviewer changed, in the shape :func:`apg.store.review.edit` takes."""
     before = edit_values(body)
     changes: dict[str, Any] = {}
     for key in ("name", "tagline", "summary", "quote"):

@@ -1,0 +1,273 @@
+"""Per-cluster profiles: size, centroid in the data's own units, contrasts, demographics.
+
+Everything here is computed from the raw (un-imputed, unscaled) columns so numbers read in the
+data's own units; only the choice of representative users uses the clustering space.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, Field
+
+from apg.prepare.features import FeatureFrame
+from apg.profiles.centres import centre_distances
+from apg.profiles.narrative import Narrative
+
+N_REPRESENTATIVES = 10
+# A member counts as atypical when its distance to the cluster centre is beyond
+# Q3 + 3 * IQR of its cluster's distances (Tukey's "far out" fence).
+ATYPICAL_FENCE = 3.0
+
+
+class Contrast(BaseModel):
+    feature: str
+    role: Literal["behavioral", "attitudinal"]
+    cluster_mean: float
+    population_mean: float
+    # (cluster mean - population mean) / population standard deviation (ddof=1).
+    std_diff: float
+    direction: Literal["higher", "lower", "same"]
+
+
+class CategoryShare(BaseModel):
+    value: str
+    count: int
+    share: float
+    population_share: float
+    lift: float  # share / population_share
+
+
+class NumericSummary(BaseModel):
+    mean: float | None
+    median: float | None
+    q1: float | None
+    q3: float | None
+
+
+class DemographicProfile(BaseModel):
+    kind: Literal["categorical", "numeric"]
+    missing: int = 0
+    categories: list[CategoryShare] = Field(default_factory=list)
+    cluster: NumericSummary | None = None
+    population: NumericSummary | None = None
+
+
+class Atypical(BaseModel):
+    count: int
+    ids: list[str]
+
+
+class PersonaProfile(BaseModel):
+    persona_id: str
+    cluster: int
+    size: int
+    share: float
+    centroid: dict[str, float | None]
+    # Categorical clustering features: share of each category within the cluster.
+    categories: dict[str, dict[str, float]] = Field(default_factory=dict)
+    contrasts: list[Contrast]
+    demographics: dict[str, DemographicProfile]
+    representatives: list[str]
+    atypical: Atypical
+    narrative: Narrative | None = None
+
+
+class OutlierProfile(BaseModel):
+    """DBSCAN noise: users who fit no persona; anti-persona material."""
+
+    size: int
+    share: float
+    contrasts: list[Contrast] = Field(default_factory=list)
+    demographics: dict[str, DemographicProfile] = Field(default_factory=dict)
+
+
+def _num(x: Any) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+
+
+class _Population:
+    """Whole-population figures, computed once per column however many clusters ask."""
+
+    def __init__(self, frame: FeatureFrame) -> None:
+        self.frame = frame
+        self._moments: dict[str, tuple[Any, Any]] = {}
+        self._shares: dict[str, pd.Series] = {}
+        self._summaries: dict[str, NumericSummary] = {}
+
+    def moments(self, col: str) -> tuple[Any, Any]:
+        """Mean and standard deviation (ddof=1) of a numeric column."""
+        if col not in self._moments:
+            values = self.frame.raw[col]
+            self._moments[col] = (values.mean(), values.std(ddof=1))
+        return self._moments[col]
+
+    def summary(self, col: str) -> NumericSummary:
+        """Mean and quartiles of a numeric demographic (a copy: profiles own theirs)."""
+        if col not in self._summaries:
+            self._summaries[col] = _summary(self.frame.raw[col])
+        return self._summaries[col].model_copy()
+
+    def shares(self, col: str) -> pd.Series:
+        """The share of each value of a categorical column (as text, missing named)."""
+        if col not in self._shares:
+            self._shares[col] = _as_text(self.frame.raw[col]).value_counts(normalize=True)
+        return self._shares[col]
+
+
+def _as_text(values: pd.Series) -> pd.Series:
+    return values.astype("string").fillna("(missing)")
+
+
+def contrasts_for(
+    frame: FeatureFrame, mask: np.ndarray, population: _Population | None = None
+) -> list[Contrast]:
+    population = population or _Population(frame)
+    out = []
+    for col in frame.numeric_features:
+        values = frame.raw[col]
+        pop_mean, pop_std = population.moments(col)
+        cl_mean = values[mask].mean()
+        if pd.isna(cl_mean) or pd.isna(pop_mean):
+            continue
+        diff = 0.0 if not pop_std or pd.isna(pop_std) else (cl_mean - pop_mean) / pop_std
+        direction: Literal["higher", "lower", "same"] = (
+            "higher" if diff > 0 else "lower" if diff < 0 else "same"
+        )
+        out.append(
+            Contrast(
+                feature=col,
+                role=frame.role_of(col),
+                cluster_mean=float(cl_mean),
+                population_mean=float(pop_mean),
+                std_diff=float(diff),
+                direction=direction,
+            )
+        )
+    out.sort(key=lambda c: (-abs(c.std_diff), c.feature))
+    return out
+
+
+def _summary(values: pd.Series) -> NumericSummary:
+    v = values.dropna()
+    if v.empty:
+        return NumericSummary(mean=None, median=None, q1=None, q3=None)
+    return NumericSummary(
+        mean=float(v.mean()),
+        median=float(v.median()),
+        q1=float(v.quantile(0.25)),
+        q3=float(v.quantile(0.75)),
+    )
+
+
+def demographics_for(
+    frame: FeatureFrame, mask: np.ndarray, population: _Population | None = None
+) -> dict[str, DemographicProfile]:
+    population = population or _Population(frame)
+    out: dict[str, DemographicProfile] = {}
+    for col in frame.demographic:
+        values = frame.raw[col]
+        members = values[mask]
+        missing = int(members.isna().sum())
+        if col in frame.numeric_demographics:
+            out[col] = DemographicProfile(
+                kind="numeric",
+                missing=missing,
+                cluster=_summary(members),
+                population=population.summary(col),
+            )
+            continue
+        pop = population.shares(col)
+        counts = _as_text(members).value_counts()
+        total = int(counts.sum())
+        cats = [
+            CategoryShare(
+                value=str(v),
+                count=int(c),
+                share=c / total,
+                population_share=float(pop[v]),
+                lift=(c / total) / float(pop[v]),
+            )
+            for v, c in counts.items()
+        ]
+        cats.sort(key=lambda c: (-c.count, c.value))
+        out[col] = DemographicProfile(kind="categorical", missing=missing, categories=cats)
+    return out
+
+
+def _categories(frame: FeatureFrame, mask: np.ndarray) -> dict[str, dict[str, float]]:
+    out = {}
+    for col in frame.categorical_features:
+        shares = (
+            frame.raw[col][mask].astype("string").fillna("(missing)").value_counts(normalize=True)
+        )
+        out[col] = {
+            str(k): float(v) for k, v in sorted(shares.items(), key=lambda kv: (-kv[1], kv[0]))
+        }
+    return out
+
+
+def build_profiles(
+    frame: FeatureFrame, X: np.ndarray, labels: np.ndarray
+) -> tuple[list[PersonaProfile], OutlierProfile]:
+    """Profile every cluster of ``labels`` (-1 is noise); personas are ordered by size.
+
+    ``frame`` holds the rows that were clustered, aligned with ``X`` and ``labels``.
+    """
+    return build_profiles_from_distances(frame, labels, centre_distances(X, labels))
+
+
+def build_profiles_from_distances(
+    frame: FeatureFrame, labels: np.ndarray, distances: np.ndarray
+) -> tuple[list[PersonaProfile], OutlierProfile]:
+    """:func:`build_profiles` given each row's distance to its cluster's centre instead of X.
+
+    ``distances`` comes from ``apg.profiles.centres``: ``centre_distances(X, labels)``, or streamed
+    from batches of X with ``CentreDistances``; noise rows' values are not read.
+    """
+    n = len(labels)
+    if len(distances) != n:
+        raise ValueError(f"{len(distances)} distances for {n} labels")
+    clusters = sorted(
+        (int(c) for c in np.unique(labels) if c >= 0), key=lambda c: (-int(np.sum(labels == c)), c)
+    )
+    population = _Population(frame)
+    profiles = []
+    for rank, cluster in enumerate(clusters, start=1):
+        mask = labels == cluster
+        members = np.flatnonzero(mask)
+        dist = distances[members]
+        # Stable sort so ties resolve by row order: determinism across runs.
+        nearest = members[np.argsort(dist, kind="stable")[:N_REPRESENTATIVES]]
+        q1, q3 = np.percentile(dist, [25, 75])
+        beyond = np.flatnonzero(dist > q3 + ATYPICAL_FENCE * (q3 - q1))
+        far = members[beyond[np.argsort(-dist[beyond], kind="stable")]]
+        profiles.append(
+            PersonaProfile(
+                persona_id=f"P{rank}",
+                cluster=cluster,
+                size=int(mask.sum()),
+                share=float(mask.sum() / n),
+                centroid={c: _num(frame.raw[c][mask].mean()) for c in frame.numeric_features},
+                categories=_categories(frame, mask),
+                contrasts=contrasts_for(frame, mask, population),
+                demographics=demographics_for(frame, mask, population),
+                representatives=_ids_at(frame.ids, nearest),
+                atypical=Atypical(count=len(far), ids=_ids_at(frame.ids, far[:N_REPRESENTATIVES])),
+            )
+        )
+    noise = labels < 0
+    outliers = OutlierProfile(size=int(noise.sum()), share=float(noise.sum() / n) if n else 0.0)
+    if noise.any():
+        outliers.contrasts = contrasts_for(frame, noise, population)
+        outliers.demographics = demographics_for(frame, noise, population)
+    return profiles, outliers
+
+
+def _ids_at(ids: pd.Series, rows: np.ndarray) -> list[str]:
+    """The ids of some rows as text; only those rows are converted (all ids as Python
+    strings would be ~60 MB per million users)."""
+    return [str(i) for i in ids.iloc[rows].astype(str).to_numpy()]

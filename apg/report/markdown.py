@@ -1,0 +1,129 @@
+"""report.md: a readable summary of one run for people who will not open the JSON."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from apg.search.selection import rank_key
+
+if TYPE_CHECKING:
+    from apg.pipeline import RunResult
+    from apg.profiles.persona import PersonaProfile
+
+LEADERBOARD_ROWS = 10
+
+
+def _f(x: float | None, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    return f"{x:,.{digits}f}"
+
+
+def _md(text: str) -> str:
+    """Escape table-breaking characters in values that come from the data."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _card(p: PersonaProfile) -> list[str]:
+    n = p.narrative
+    title = n.name if n else p.persona_id
+    lines = [f"### {p.persona_id} · {_md(title)}", ""]
+    if n and n.tagline:
+        lines += [f"*{_md(n.tagline)}*", ""]
+    lines += [f"**{p.size:,} users ({p.share:.1%})**", ""]
+    if n:
+        lines += [n.summary, ""]
+        if n.goals:
+            lines += ["Goals:"] + [f"- {g.text}" for g in n.goals] + [""]
+        if n.frustrations:
+            lines += ["Frustrations:"] + [f"- {f.text}" for f in n.frustrations] + [""]
+        if n.source != "offline":
+            lines += [f"_Narrative source: {n.source}{f' ({n.reason})' if n.reason else ''}_", ""]
+    lines += ["| feature | persona mean | everyone | difference (SD) |", "|---|---:|---:|---:|"]
+    for c in p.contrasts[:6]:
+        lines.append(
+            f"| {_md(c.feature)} | {_f(c.cluster_mean, 2)} | {_f(c.population_mean, 2)} "
+            f"| {c.std_diff:+.2f} |"
+        )
+    lines.append("")
+    for col, demo in p.demographics.items():
+        if demo.kind == "numeric" and demo.cluster:
+            lines.append(
+                f"- {_md(col)}: median {_f(demo.cluster.median, 1)} "
+                f"(everyone {_f(demo.population.median if demo.population else None, 1)})"
+            )
+        elif demo.categories:
+            top = ", ".join(
+                f"{_md(c.value)} {c.share:.0%} (×{c.lift:.2f})" for c in demo.categories[:3]
+            )
+            lines.append(f"- {_md(col)}: {top}")
+    if p.demographics:
+        lines.append("")
+    return lines
+
+
+def render_report(result: RunResult) -> str:
+    frame, prep, s = result.frame, result.prepared, result.search
+    w = s.winner
+    lines = [
+        f"# Personas · {result.run_id}",
+        "",
+        f"{len(result.personas)} personas from {len(result.labels):,} users.",
+        "",
+        "## Data",
+        "",
+        f"- Rows read: {len(result.table.frame):,}; used: {len(result.labels):,}; "
+        f"dropped: {prep.rows_dropped:,}",
+        f"- Behavioral: {', '.join(frame.behavioral) or '–'}",
+        f"- Attitudinal: {', '.join(frame.attitudinal) or '–'}",
+        f"- Demographic (describe only, never clustered): {', '.join(frame.demographic) or '–'}",
+    ]
+    if prep.imputed:
+        lines.append("- Imputed values: " + ", ".join(f"{k} {v}" for k, v in prep.imputed.items()))
+    if frame.dropped_columns:
+        lines.append("- Dropped columns: " + ", ".join(frame.dropped_columns))
+    lines += [
+        "",
+        "## Selection",
+        "",
+        f"Chosen: **{w.key}** with {w.n_clusters} clusters, silhouette {w.silhouette:.3f}"
+        + (f", noise {w.noise_share:.1%}" if w.algorithm == "dbscan" else "")
+        + ".",
+        f"K-Means elbow (WCSS vs k): k = {s.elbow_k if s.elbow_k is not None else '–'}.",
+        "",
+        "### Leaderboard (top 10 by silhouette)",
+        "",
+        "| # | candidate | clusters | silhouette | Davies–Bouldin | Calinski–Harabasz | noise "
+        "| eligible |",
+        "|---:|---|---:|---:|---:|---:|---:|---|",
+    ]
+    ranked = sorted(range(len(s.candidates)), key=lambda i: rank_key(s.candidates[i], i))
+    for pos, i in enumerate(ranked[:LEADERBOARD_ROWS], start=1):
+        c = s.candidates[i]
+        mark = " ✔" if c.selected else ""
+        lines.append(
+            f"| {pos} | {c.key}{mark} | {c.n_clusters} | {_f(c.silhouette)} | "
+            f"{_f(c.davies_bouldin)} | {_f(c.calinski_harabasz, 1)} | {c.noise_share:.1%} | "
+            f"{'yes' if c.eligible else _md('no: ' + c.reason)} |"
+        )
+    if s.wcss:
+        lines += ["", "### Elbow", "", "| k | WCSS | silhouette |", "|---:|---:|---:|"]
+        sil = {c.params["k"]: c.silhouette for c in s.candidates if c.algorithm == "kmeans"}
+        for k in sorted(s.wcss):
+            mark = " ← elbow" if k == s.elbow_k else ""
+            lines.append(f"| {k}{mark} | {_f(s.wcss[k], 1)} | {_f(sil.get(k))} |")
+    lines += ["", "## Personas", ""]
+    for p in result.personas:
+        lines += _card(p)
+    if result.outliers.size:
+        o = result.outliers
+        lines += [
+            "## Outliers (fit no persona)",
+            "",
+            f"{o.size:,} users ({o.share:.1%}) are DBSCAN noise. They differ most in: "
+            + ", ".join(f"{c.feature} {c.std_diff:+.2f} SD" for c in o.contrasts[:4])
+            + ".",
+            "",
+        ]
+    return "\n".join(lines).rstrip() + "\n"
