@@ -74,6 +74,23 @@ class PreprocessingConfig(Strict):
     pca: int | float | None = None
     # What to do with a clustering column that is entirely missing or constant.
     degenerate_columns: Literal["error", "drop"] = "error"
+    # Pull in heavy tails before scaling (apg.prepare.transforms): `auto` transforms a numeric
+    # clustering column whose |skewness| reaches skew_threshold; `transforms` names a kind per
+    # column and wins over the rule.
+    transform: Literal["auto", "none"] = "none"
+    transforms: dict[str, Literal["log1p", "yeo-johnson", "winsorize", "none"]] = Field(
+        default_factory=dict
+    )
+    skew_threshold: float = Field(1.0, gt=0)
+    winsorize: tuple[float, float] = (0.01, 0.99)
+
+    @field_validator("winsorize")
+    @classmethod
+    def _quantiles(cls, v: tuple[float, float]) -> tuple[float, float]:
+        lo, hi = v
+        if not 0 <= lo < hi <= 1:
+            raise ValueError(f"winsorize quantiles [{lo}, {hi}] must satisfy 0 <= low < high <= 1")
+        return v
 
     @field_validator("pca", mode="before")
     @classmethod

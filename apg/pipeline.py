@@ -200,6 +200,9 @@ def run(
             f"prepare: {len(prepared.frame.ids)} rows x {prepared.X.shape[1]} columns"
             + (f" ({prepared.rows_dropped} rows dropped)" if prepared.rows_dropped else "")
         )
+        if prepared.transforms:
+            names = ", ".join(f"{t['column']} ({t['transform']})" for t in prepared.transforms)
+            say(f"prepare: transformed {len(prepared.transforms)} skewed column(s): {names}")
     stages: Streamed | None = None
     with timer.stage("search"):
         if isinstance(table, StreamedTable):

@@ -166,6 +166,19 @@ def test_source_options_and_drop_rows_stream_alike(tmp_path: Path) -> None:
     assert_same_run(whole, streamed)
 
 
+def test_skew_transforms_stream_alike(tmp_path: Path, parquet: Path) -> None:
+    config = config_for(
+        tmp_path,
+        parquet.name,
+        {**KMEANS_ONLY, **SAMPLED},
+        preprocessing={"transform": "auto", "transforms": {"nps": "winsorize"}},
+    )
+    whole, streamed = both(config)
+    assert {t["column"] for t in whole.prepared.transforms} >= {"support_tickets", "nps"}
+    assert streamed.prepared.transforms == whole.prepared.transforms
+    assert_same_run(whole, streamed)
+
+
 def test_outputs_of_a_streamed_run_are_the_same_files(tmp_path: Path, parquet: Path) -> None:
     whole, streamed = both(config_for(tmp_path, parquet.name, {**KMEANS_ONLY, **SAMPLED}))
     a = write_outputs(whole, tmp_path / "whole", include_timing=False)

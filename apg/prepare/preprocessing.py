@@ -22,8 +22,9 @@ from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, RobustScaler, Sta
 from sklearn.utils.validation import FLOAT_DTYPES, check_array
 
 from apg.config import PreprocessingConfig
-from apg.errors import DataError
+from apg.errors import DataError, listing
 from apg.prepare.features import MIN_ROWS, FeatureFrame, LazyRaw
+from apg.prepare.transforms import SkewTransform
 
 _SCALERS = {"standard": StandardScaler, "minmax": MinMaxScaler, "robust": RobustScaler}
 
@@ -39,6 +40,8 @@ class Prepared:
     rows_dropped: int = 0
     imputed: dict[str, int] = field(default_factory=dict)
     pca_variance: list[float] | None = None
+    # Per transformed column: column, transform, skewness before and after (apg.prepare.transforms).
+    transforms: list[dict[str, object]] = field(default_factory=list)
 
 
 TRANSFORM_CHUNK_ROWS = 100_000
@@ -124,6 +127,9 @@ def _fit_columns(
                 input_name="X",
             )
         imputers = per_column["num", "impute"] = []
+        transforms: list[BaseEstimator] = []
+        if "transform" in steps["num"]:
+            per_column["num", "transform"] = transforms
         scalers = per_column["num", "scale"] = []
         for col in numeric:
             values = data[col]
@@ -137,7 +143,12 @@ def _fit_columns(
                 values.to_frame(), dtype=probe.dtype, ensure_all_finite="allow-nan", input_name="X"
             )
             imputers.append(_fit_imputer(steps["num"]["impute"], x))
-            scalers.append(clone(steps["num"]["scale"]).fit(imputers[-1].transform(x)))
+            filled = imputers[-1].transform(x)
+            if "transform" in steps["num"]:
+                one = clone(steps["num"]["transform"]).set_params(columns=[col])
+                transforms.append(one.fit(filled))
+                filled = one.transform(filled)
+            scalers.append(clone(steps["num"]["scale"]).fit(filled))
     if categorical:
         fills = per_column["cat", "impute"] = []
         for col in categorical:
@@ -222,18 +233,14 @@ def build_transformer(frame: FeatureFrame, config: PreprocessingConfig, seed: in
     strategy = "mean" if config.missing == "impute_mean" else "median"
     parts = []
     if frame.numeric_features:
-        parts.append(
-            (
-                "num",
-                Pipeline(
-                    [
-                        ("impute", SimpleImputer(strategy=strategy)),
-                        ("scale", _SCALERS[config.scaling]()),
-                    ]
-                ),
-                frame.numeric_features,
-            )
-        )
+        _check_transforms(frame, config)
+        steps: list[tuple[str, BaseEstimator]] = [("impute", SimpleImputer(strategy=strategy))]
+        if config.transform == "auto" or config.transforms:
+            steps.append(("transform", _skew_transform(frame.numeric_features, config)))
+        steps.append(("scale", _SCALERS[config.scaling]()))
+        parts.append(("num", Pipeline(steps), frame.numeric_features))
+    else:
+        _check_transforms(frame, config)
     if frame.categorical_features:
         parts.append(
             (
@@ -247,12 +254,47 @@ def build_transformer(frame: FeatureFrame, config: PreprocessingConfig, seed: in
                 frame.categorical_features,
             )
         )
-    steps: list[tuple[str, object]] = [
+    chain: list[tuple[str, object]] = [
         ("columns", ColumnTransformer(parts, verbose_feature_names_out=False))
     ]
     if config.pca is not None:
-        steps.append(("pca", PCA(n_components=config.pca, random_state=seed)))
-    return Pipeline(steps)
+        chain.append(("pca", PCA(n_components=config.pca, random_state=seed)))
+    return Pipeline(chain)
+
+
+def _skew_transform(columns: list[str], config: PreprocessingConfig) -> SkewTransform:
+    return SkewTransform(
+        columns=list(columns),
+        mode=config.transform,
+        overrides={c: k for c, k in config.transforms.items() if c in columns},
+        threshold=config.skew_threshold,
+        quantiles=config.winsorize,
+    )
+
+
+def _check_transforms(frame: FeatureFrame, config: PreprocessingConfig) -> None:
+    """A per-column transform must name a numeric clustering column."""
+    for col in config.transforms:
+        if col in frame.numeric_features:
+            continue
+        what = (
+            "a text column (transforms apply to numbers)"
+            if col in frame.categorical_features
+            else "not a clustering column"
+        )
+        raise DataError(
+            f"preprocessing.transforms: {col!r} is {what}; numeric clustering columns are "
+            f"{listing(frame.numeric_features)}"
+        )
+
+
+def transforms_of(transformer: Pipeline) -> list[dict[str, object]]:
+    """What the fitted transform step did, per transformed column (empty without one)."""
+    parts = transformer.named_steps["columns"].named_transformers_
+    if "num" not in parts or "transform" not in parts["num"].named_steps:
+        return []
+    step: SkewTransform = parts["num"].named_steps["transform"]
+    return step.report()
 
 
 def _check_complete_rows(kept: int, rows: int) -> None:
@@ -312,6 +354,7 @@ def prepare(frame: FeatureFrame, config: PreprocessingConfig, seed: int = 0) -> 
         rows_dropped=rows_dropped,
         imputed=imputed,
         pca_variance=pca_variance,
+        transforms=transforms_of(transformer),
     )
 
 
@@ -366,6 +409,7 @@ def prepare_by_column(frame: FeatureFrame, config: PreprocessingConfig, seed: in
         columns=columns,
         rows_dropped=rows_dropped,
         imputed=imputed,
+        transforms=transforms_of(transformer),
     )
 
 

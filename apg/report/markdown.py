@@ -81,6 +81,11 @@ def render_report(result: RunResult) -> str:
     ]
     if prep.imputed:
         lines.append("- Imputed values: " + ", ".join(f"{k} {v}" for k, v in prep.imputed.items()))
+    if prep.transforms:
+        lines.append(
+            "- Transformed before scaling (profiles stay in raw units): "
+            + transforms_text(prep.transforms)
+        )
     if frame.dropped_columns:
         lines.append("- Dropped columns: " + ", ".join(frame.dropped_columns))
     lines += [
@@ -127,3 +132,11 @@ def render_report(result: RunResult) -> str:
             "",
         ]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def transforms_text(transforms: list[dict[str, object]]) -> str:
+    """``Fresh log1p (skew 2.56 → -1.57), ...``"""
+    return ", ".join(
+        f"{t['column']} {t['transform']} (skew {t['skew_before']:.2f} → {t['skew_after']:.2f})"
+        for t in transforms
+    )

@@ -62,6 +62,7 @@ def personas_document(result: RunResult) -> dict[str, Any]:
                 "rows_per_source": result.table.rows_per_source,
                 "fingerprint": result.table.fingerprint,
                 "imputed": prepared.imputed,
+                "transforms": prepared.transforms,
                 "features": {"behavioral": frame.behavioral, "attitudinal": frame.attitudinal},
                 "dropped_columns": frame.dropped_columns,
                 "demographics": frame.demographic,

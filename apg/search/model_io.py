@@ -32,6 +32,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from apg.errors import DataError, StoreError, listing
+from apg.prepare.transforms import KINDS, apply_transforms
 from apg.search.clusters import ClusterModel
 
 FORMAT = 1
@@ -75,6 +76,9 @@ class Preprocessing:
     cat_fill: list[str]
     categories: list[list[str]]
     pca: dict[str, Any] | None
+    # Per kept numeric column, between imputation and scaling (apg.prepare.transforms):
+    # {"kinds": [...], "lambdas", "lower", "upper": arrays}; None: no transform step.
+    transforms: dict[str, Any] | None = None
 
     @property
     def features(self) -> list[str]:
@@ -98,6 +102,9 @@ class Preprocessing:
             keep = ~np.isnan(self.num_fill)
             num = num[:, keep]
             num = np.where(np.isnan(num), np.broadcast_to(self.num_fill[keep], num.shape), num)
+            if self.transforms is not None:
+                t = self.transforms
+                num = apply_transforms(num, t["kinds"], t["lambdas"], t["lower"], t["upper"])
             blocks.append(self._scale(num))
         for i, col in enumerate(self.categorical):
             values = data[col].to_numpy(dtype=object)
@@ -156,6 +163,12 @@ class Preprocessing:
             "cat_fill": self.cat_fill,
             "categories": self.categories,
             "pca": pca,
+            "transforms": None
+            if self.transforms is None
+            else {
+                "kinds": list(self.transforms["kinds"]),
+                **{k: encode_array(self.transforms[k]) for k in ("lambdas", "lower", "upper")},
+            },
         }
 
     @classmethod
@@ -176,7 +189,18 @@ class Preprocessing:
             cat_fill=[str(v) for v in doc["cat_fill"]],
             categories=[[str(v) for v in cats] for cats in doc["categories"]],
             pca=pca,
+            transforms=_transforms_from(doc.get("transforms")),
         )
+
+
+def _transforms_from(doc: dict[str, Any] | None) -> dict[str, Any] | None:
+    if doc is None:
+        return None
+    kinds = [str(k) for k in doc["kinds"]]
+    unknown = sorted(set(kinds) - set(KINDS))
+    if unknown:
+        raise StoreError(f"stored model has unknown transform(s) {listing(unknown)}; upgrade apg")
+    return {"kinds": kinds, **{k: decode_array(doc[k]) for k in ("lambdas", "lower", "upper")}}
 
 
 @dataclass
@@ -287,6 +311,7 @@ def preprocessing_of(transformer: Pipeline) -> Preprocessing:
     numeric: list[str] = []
     categorical: list[str] = []
     num_fill = np.empty(0)
+    transforms: dict[str, Any] | None = None
     scaler: dict[str, Any] = {"kind": "none"}
     cat_fill: list[str] = []
     categories: list[list[str]] = []
@@ -295,6 +320,15 @@ def preprocessing_of(transformer: Pipeline) -> Preprocessing:
             numeric = [str(c) for c in cols]
             num_fill = np.asarray(part.named_steps["impute"].statistics_, dtype=np.float64)
             scaler = _scaler_params(part.named_steps["scale"])
+            if "transform" in part.named_steps:
+                t = part.named_steps["transform"]
+                transforms = {
+                    "kinds": [str(k) for k in t.kinds_],
+                    **{
+                        k: np.asarray(getattr(t, f"{k}_"), np.float64)
+                        for k in ("lambdas", "lower", "upper")
+                    },
+                }
         elif name == "cat":
             categorical = [str(c) for c in cols]
             cat_fill = [str(v) for v in part.named_steps["impute"].statistics_]
@@ -318,6 +352,7 @@ def preprocessing_of(transformer: Pipeline) -> Preprocessing:
         cat_fill=cat_fill,
         categories=categories,
         pca=pca,
+        transforms=transforms,
     )
 
 
