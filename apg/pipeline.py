@@ -23,20 +23,14 @@ import pyarrow as pa
 
 from apg.config import Config
 from apg.narration import NarrationContext, make_narrator
-from apg.prepare.features import FeatureFrame, select_features
-from apg.prepare.preprocessing import Prepared, prepare
+from apg.prepare.features import FeatureFrame
+from apg.prepare.matrix import Matrix, matrix_of, prepare_table
+from apg.prepare.preprocessing import Prepared
 from apg.profiles.narrative import Narrative
-from apg.profiles.persona import OutlierProfile, PersonaProfile, build_profiles
-from apg.search.leaderboard import SearchResult, run_search
+from apg.profiles.persona import OutlierProfile, PersonaProfile, Profiler
+from apg.search.leaderboard import SearchResult, assign_everyone, search_matrix
 from apg.sources import SourceTable, load_sources
 from apg.sources.parquet_columns import StreamedTable, load_streamed, stream_plan
-from apg.streamed_run import (
-    Streamed,
-    assign_streamed,
-    prepare_streamed,
-    profile_streamed,
-    search_streamed,
-)
 from apg.version import __version__
 
 Progress = Callable[[str], None]
@@ -55,23 +49,17 @@ class RunResult:
     labels: np.ndarray  # per row of prepared.frame; -1 is noise
     llm_calls: list[object] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
-    # A streamed run holds the matrix rows of these (sorted) rows only; None: every row.
-    x_rows: np.ndarray | None = field(default=None, repr=False)
-    # A streamed run measures the winner's agreement with the labels as it places rows.
-    training_agreement: float | None = None
+    # The clustering matrix: in memory, or read from a streamed table when rows are asked for.
+    matrix: Matrix | None = field(default=None, repr=False)
 
     @property
     def frame(self) -> FeatureFrame:
         return self.prepared.frame
 
     def matrix_rows(self, rows: np.ndarray) -> np.ndarray:
-        """Rows of the clustering matrix; a streamed run has only the rows of ``x_rows``."""
-        if self.x_rows is None:
-            return self.prepared.X[rows]
-        at = np.searchsorted(self.x_rows, rows)
-        if not np.array_equal(self.x_rows[np.minimum(at, len(self.x_rows) - 1)], rows):
-            raise ValueError("this streamed run did not keep the matrix rows asked for")
-        return self.prepared.X[at]
+        """Rows of the clustering matrix at the sorted positions ``rows``."""
+        matrix = self.matrix if self.matrix is not None else matrix_of(self.prepared)
+        return matrix.rows(rows)
 
 
 def created_at() -> str:
@@ -183,45 +171,24 @@ def run(
         n_columns = len(streamed.names) if streamed else len(table.frame.columns)
         say(f"read: {len(table.frame)} rows, {n_columns} columns")
     with timer.stage("prepare"):
-        if isinstance(table, StreamedTable):
-            prepared = prepare_streamed(table, config)
-        else:
-            labels = getattr(table, "labels", [])
-            origin = labels[0] if len(labels) == 1 else "the joined sources"
-            frame = select_features(
-                table.frame,
-                config.id_column,
-                config.features,
-                degenerate=config.preprocessing.degenerate_columns,
-                origin=origin,
-            )
-            prepared = prepare(frame, config.preprocessing, seed=config.search.seed)
+        prepared = prepare_table(table, config)
+        matrix = matrix_of(prepared)
         say(
-            f"prepare: {len(prepared.frame.ids)} rows x {prepared.X.shape[1]} columns"
+            f"prepare: {len(prepared.frame.ids)} rows x {len(prepared.columns)} columns"
             + (f" ({prepared.rows_dropped} rows dropped)" if prepared.rows_dropped else "")
         )
         if prepared.transforms:
             names = ", ".join(f"{t['column']} ({t['transform']})" for t in prepared.transforms)
             say(f"prepare: transformed {len(prepared.transforms)} skewed column(s): {names}")
-    stages: Streamed | None = None
     with timer.stage("search"):
-        if isinstance(table, StreamedTable):
-            stages = search_streamed(prepared, config, say)
-            result = stages.search
-        else:
-            result = run_search(prepared.X, config.search, say)
+        result = search_matrix(matrix, config.search, say)
         w = result.winner
         say(f"search: chose {w.key}, silhouette {w.silhouette:.3f}")
-    if stages is not None:
-        with timer.stage("assign"):
-            assign_streamed(stages, config)
-        with timer.stage("profile"):
-            profile_streamed(stages)
-        assert stages.personas is not None and stages.outliers is not None
-        personas, outliers = stages.personas, stages.outliers
-    else:
-        with timer.stage("profile"):
-            personas, outliers = build_profiles(prepared.frame, prepared.X, result.labels)
+    profiler = Profiler(prepared.frame, matrix)
+    with timer.stage("assign"):
+        assign_everyone(matrix, result, config.search, on_batch=profiler.observe)
+    with timer.stage("profile"):
+        personas, outliers = profiler.profiles(result.labels)
     run_id = run_id or run_identity(table, config)
     to_narrate = personas
     if continuity is not None:
@@ -262,8 +229,7 @@ def run(
         labels=result.labels,
         llm_calls=list(getattr(narrator, "calls", [])),
         timings=timer.timings,
-        x_rows=stages.x_rows if stages is not None else None,
-        training_agreement=stages.training_agreement if stages is not None else None,
+        matrix=matrix,
     )
 
 

@@ -97,7 +97,7 @@ def one(rows: int, workdir: Path, stream: str = "auto") -> dict[str, float]:
     )
     timings["mode"] = result.search.mode  # type: ignore[assignment]
     timings["winner"] = result.search.winner.key  # type: ignore[assignment]
-    timings["streamed"] = result.x_rows is not None
+    timings["streamed"] = result.matrix is not None and not result.matrix.in_memory
     return timings
 
 

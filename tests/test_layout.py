@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("apg.search",),
     ("apg.profiles",),
     ("apg.narration",),
-    ("apg.pipeline", "apg.streamed_run"),
+    ("apg.pipeline",),
     ("apg.report",),
     ("apg.store",),
     ("apg.service",),

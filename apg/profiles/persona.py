@@ -14,8 +14,10 @@ import pandas as pd
 from pydantic import BaseModel, Field
 
 from apg.prepare.features import FeatureFrame
-from apg.profiles.centres import centre_distances
+from apg.prepare.matrix import Matrix
+from apg.profiles.centres import CentreDistances, centre_distances
 from apg.profiles.narrative import Narrative
+from apg.search import leaderboard
 
 N_REPRESENTATIVES = 10
 # A member counts as atypical when its distance to the cluster centre is beyond
@@ -208,6 +210,39 @@ def _categories(frame: FeatureFrame, mask: np.ndarray) -> dict[str, dict[str, fl
             str(k): float(v) for k, v in sorted(shares.items(), key=lambda kv: (-kv[1], kv[0]))
         }
     return out
+
+
+class Profiler:
+    """The profile stage on a matrix held whole or read in batches.
+
+    Each row's distance to its cluster's centre picks the representatives and atypical
+    members. In memory it comes from X at once; for a streamed matrix the centres are summed
+    while the search places the rows (:meth:`observe`, given to ``assign_everyone``), so only
+    one more pass reads the table, for the distances.
+    """
+
+    def __init__(self, frame: FeatureFrame, matrix: Matrix) -> None:
+        self.frame, self.matrix = frame, matrix
+        self._sums: CentreDistances | None = None
+
+    def observe(self, X_batch: np.ndarray, labels_batch: np.ndarray) -> None:
+        if self.matrix.in_memory:
+            return
+        if self._sums is None:
+            self._sums = CentreDistances()
+        self._sums.add(X_batch, labels_batch)
+
+    def profiles(self, labels: np.ndarray) -> tuple[list[PersonaProfile], OutlierProfile]:
+        if self._sums is None:  # in memory, or every row was read for an exact search
+            distances = centre_distances(self.matrix.all(), labels)
+        else:
+            distances = np.empty(len(labels), dtype=np.float64)
+            lo = 0
+            for X in self.matrix.batches(leaderboard.ASSIGN_BATCH_ROWS):
+                hi = lo + len(X)
+                distances[lo:hi] = self._sums.distances(X, labels[lo:hi])
+                lo = hi
+        return build_profiles_from_distances(self.frame, labels, distances)
 
 
 def build_profiles(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
@@ -19,6 +19,7 @@ import numpy as np
 
 from apg.config import SearchConfig
 from apg.errors import SearchError
+from apg.prepare.matrix import Matrix, WholeMatrix
 from apg.search.candidates import (
     Candidate,
     Progress,
@@ -29,7 +30,7 @@ from apg.search.candidates import (
     tree_ks,
     workers,
 )
-from apg.search.clusters import ClusterModel
+from apg.search.clusters import CHUNK_ROWS, ClusterModel
 from apg.search.selection import elbow, rank_key, score_candidates
 from apg.search.silhouettes import silhouette_many
 from apg.search.trees_worker import TreeJobs
@@ -56,26 +57,83 @@ class SearchResult:
     sample_indices: np.ndarray | None = field(default=None, repr=False)
     assigned_silhouette: float | None = None
     assign_seconds: float | None = None  # sample mode: placing every row and checking it
+    # Share of rows the winner's rule places as the run labelled them (the stored model's).
+    training_agreement: float | None = None
     linkage_trees: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
 
 def run_search(X: np.ndarray, cfg: SearchConfig, progress: Progress | None = None) -> SearchResult:
+    """Fit, score and rank every candidate on ``X`` and label every row (see
+    :func:`search_matrix` and :func:`assign_everyone`)."""
+    matrix = WholeMatrix(X)
+    result = search_matrix(matrix, cfg, progress)
+    assign_everyone(matrix, result, cfg)
+    return result
+
+
+def search_matrix(
+    matrix: Matrix, cfg: SearchConfig, progress: Progress | None = None
+) -> SearchResult:
     """Fit, score and rank every candidate; raise SearchError when none is eligible.
 
-    Up to ``cfg.exact_max_rows`` rows every candidate sees every row. Above, candidates are
-    fitted and scored on a seeded sample of ``cfg.sample_size`` rows and every row is then
-    assigned with the winner's rule (see ``apg.search.clusters``).
+    Up to ``cfg.exact_max_rows`` rows every candidate sees every row, and the result labels
+    them all. Above, candidates are fitted and scored on a seeded sample of
+    ``cfg.sample_size`` rows; :func:`assign_everyone` then places every row with the winner's
+    rule (see ``apg.search.clusters``).
     """
     say = progress or (lambda _msg: None)
-    plan = sample_plan(len(X), cfg)
+    n = matrix.n
+    plan = sample_plan(n, cfg)
     if plan is None:
-        return _search(X, cfg, say)
-    result = search_sample(X[plan.fitted], cfg, say, len(X))
+        if not matrix.in_memory:
+            say(f"search: reading {n:,} of {n:,} rows")
+        X = matrix.all()
+        result = _search(X, cfg, say)
+        result.training_agreement = float(np.mean(result.model.predict(X) == result.labels))
+        return result
+    # The rows the search reads: the fitted sample, the check sample, the report's sample.
+    needed = np.union1d(np.union1d(plan.fitted, plan.check), sample_rows(n, MAP_SAMPLE, cfg.seed))
+    if not matrix.in_memory:
+        say(f"search: reading {len(needed):,} of {n:,} rows")
+    matrix.preload(needed)
+    return search_sample(matrix.rows(plan.fitted), cfg, say, n)
+
+
+# Rows placed at a time: two whole blocks of ClusterModel.predict, so every row meets the
+# arithmetic it meets in a whole-matrix predict.
+ASSIGN_BATCH_ROWS = 2 * CHUNK_ROWS
+
+
+def assign_everyone(
+    matrix: Matrix,
+    result: SearchResult,
+    cfg: SearchConfig,
+    on_batch: Callable[[np.ndarray, np.ndarray], None] | None = None,
+) -> None:
+    """Sample mode: place every row with the winner's rule, a batch at a time; fitted rows
+    keep the labels they were scored with. ``on_batch(X, labels)`` sees each placed batch
+    (profiles sum the cluster centres in the same pass). Exact mode labelled everyone."""
+    plan = sample_plan(matrix.n, cfg)
+    if plan is None:
+        return
     start = time.perf_counter()
-    labels = result.model.predict(X)
-    labels[plan.fitted] = result.labels  # fitted rows keep the labels that were scored
-    finish_sample(result, plan, labels, X[plan.check], start)
-    return result
+    labels = np.empty(matrix.n, dtype=np.intp)
+    agrees = np.ones(matrix.n, dtype=bool)  # the rule places the row as the run labels it
+    fitted, scored = plan.fitted, result.labels
+    lo = 0
+    for X in matrix.batches(ASSIGN_BATCH_ROWS):
+        placed = result.model.predict(X)
+        hi = lo + len(placed)
+        first, last = np.searchsorted(fitted, [lo, hi])
+        at = fitted[first:last] - lo
+        agrees[lo + at] = placed[at] == scored[first:last]
+        placed[at] = scored[first:last]
+        labels[lo:hi] = placed
+        if on_batch is not None:
+            on_batch(X, placed)
+        lo = hi
+    result.training_agreement = float(np.mean(agrees))
+    finish_sample(result, plan, labels, matrix.rows(plan.check), start)
 
 
 @dataclass(frozen=True)

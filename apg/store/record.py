@@ -146,17 +146,10 @@ def record_run(
         ),
     )
     _candidates(conn, run_id, result)
-    streamed = result.x_rows is not None
     model = from_fitted(
-        result.prepared.transformer,
-        result.search.model,
-        w.algorithm,
-        jsonable(w.params),
-        None if streamed else result.prepared.X,
-        None if streamed else labels,
+        result.prepared.transformer, result.search.model, w.algorithm, jsonable(w.params)
     )
-    if streamed:
-        model.training_agreement = result.training_agreement
+    model.training_agreement = result.search.training_agreement
     conn.execute(
         t.models.insert().values(run_id=run_id, algorithm=w.algorithm, document=model.to_json())
     )
