@@ -15,13 +15,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from apg.prepare.matrix import StreamedMatrix, WholeMatrix
-from apg.search import leaderboard
 from apg.config import parse_config
 from apg.errors import ApgError, ConfigError, DataError
 from apg.pipeline import RunResult, run
+from apg.prepare.matrix import StreamedMatrix, WholeMatrix
 from apg.report.html import report_data_from_result
 from apg.report.outputs import write_outputs
+from apg.search import leaderboard
 from apg.sources.parquet_columns import StreamedTable
 from apg.sources.sample import ATTITUDINAL, BEHAVIORAL, DEMOGRAPHIC, ID_COLUMN, generate_users
 from apg.store import open_store
