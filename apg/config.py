@@ -48,13 +48,15 @@ class FeaturesConfig(Strict):
     behavioral: list[str] = Field(default_factory=list)
     attitudinal: list[str] = Field(default_factory=list)
     demographic: list[str] = Field(default_factory=list)
+    # Results such as churn or campaign response: never clustered, reported per persona.
+    outcome: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _roles_are_disjoint(self) -> FeaturesConfig:
         if not self.behavioral and not self.attitudinal:
             raise ValueError("at least one behavioral or attitudinal column is needed to cluster")
         seen: dict[str, str] = {}
-        for role in ("behavioral", "attitudinal", "demographic"):
+        for role in ("behavioral", "attitudinal", "demographic", "outcome"):
             for col in getattr(self, role):
                 if col in seen:
                     where = "twice" if seen[col] == role else f"both {seen[col]} and {role}"
@@ -229,6 +231,7 @@ class Config(Strict):
             "behavioral": self.features.behavioral,
             "attitudinal": self.features.attitudinal,
             "demographic": self.features.demographic,
+            "outcome": self.features.outcome,
         }
         for role, cols in roles.items():
             if self.id_column in cols:

@@ -143,6 +143,8 @@ class FeatureFrame:
     categorical_features: list[str]
     numeric_demographics: list[str]
     dropped_columns: list[str] = field(default_factory=list)
+    # Never clustered; described per persona against everyone (rates, means). In ``raw``.
+    outcome: list[str] = field(default_factory=list)
 
     @property
     def features(self) -> list[str]:
@@ -263,6 +265,7 @@ def _select(
         "behavioral": features.behavioral,
         "attitudinal": features.attitudinal,
         "demographic": features.demographic,
+        "outcome": features.outcome,
     }
     present = set(names)
     for role, cols in wanted.items():
@@ -303,7 +306,9 @@ def _select(
         s = column(col)
         if _is_numeric(s) and not _is_code(s):
             numeric_demo.append(col)
-    cols = [*behavioral, *attitudinal, *features.demographic]
+    for col in features.outcome:
+        column(col)  # read once: a column-wise raw learns each column's dtype here
+    cols = [*behavioral, *attitudinal, *features.demographic, *features.outcome]
     converted = [c for c, kind in kinds.items() if kind == "numbers as text"]
     return FeatureFrame(
         ids=ids.reset_index(drop=True),
@@ -315,6 +320,7 @@ def _select(
         categorical_features=[c for c, kind in kinds.items() if kind == "categorical"],
         numeric_demographics=numeric_demo,
         dropped_columns=dropped,
+        outcome=list(features.outcome),
     )
 
 
