@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from apg.errors import ApgError, ConfigError
+from apg.profiles.outcomes import OutcomeStat, outcome_summary
 
 if TYPE_CHECKING:
     from apg.profiles.identity import Plan
@@ -282,6 +283,10 @@ def personas_show(persona_id: str, db: str | None, as_json: bool) -> None:
                 lines += ["", f"{title}:"] + [f"- {i['text']}" for i in body[key]]
         if body.get("quote"):
             lines += ["", f"\u201c{body['quote']}\u201d"]
+    outcomes = ((p.get("profile") or {}).get("outcomes")) or {}
+    texts = [t for o in outcomes.values() if (t := outcome_summary(OutcomeStat.model_validate(o)))]
+    if texts:
+        lines += ["", "Outcomes:"] + [f"- {t}" for t in texts]
     draft = p["pending_draft"]
     if draft:
         lines += [

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from apg.narration.labels import clean, fmt, fmt_diff, fmt_pct, humanise, is_year, quote
+from apg.profiles.outcomes import OutcomeStat
 from apg.profiles.persona import (
     CategoryShare,
     Contrast,
@@ -29,7 +30,7 @@ MAX_ATTITUDINAL = 3  # attitudinal scores always shown, up to this many
 MAX_CATEGORIES = 6  # categories listed per column before the rest becomes "other"
 OTHER = "other"
 
-FactKind = Literal["size", "contrast", "category", "demographic", "outliers"]
+FactKind = Literal["size", "contrast", "category", "demographic", "outcome", "outliers"]
 
 
 class Fact(BaseModel):
@@ -47,6 +48,7 @@ class Fact(BaseModel):
     contrast: Contrast | None = None
     categories: list[CategoryShare] = Field(default_factory=list)
     numeric: DemographicProfile | None = None
+    outcome: OutcomeStat | None = None
     withheld: bool = False  # a contrast of a persona too small to show its values
 
 
@@ -238,6 +240,59 @@ def _demographic_fact(fid: str, col: str, demo: DemographicProfile) -> Fact | No
     )
 
 
+def outcome_text(o: OutcomeStat) -> str | None:
+    """``Churn: 57.1% of this persona vs 26.5% of everyone (+30.6 points, 2.15× everyone's
+    rate)``; None when nothing is known."""
+    name = quote(o.column)
+    if o.kind == "shares":
+        if not o.shares:
+            return None
+        parts = [
+            f"{quote(s.value)} {fmt_pct(s.share)} vs {fmt_pct(s.population_share)} of everyone"
+            for s in o.shares
+        ]
+        return f"{name} (outcome): " + "; ".join(parts)
+    if o.value is None or o.population is None:
+        return None
+    if o.kind == "rate":
+        which = f" {quote(o.positive)}" if o.positive not in (None, "1", "True") else ""
+        text = (
+            f"{name}{which} (outcome rate): {fmt_pct(o.value)} of this persona vs "
+            f"{fmt_pct(o.population)} of everyone ({o.difference * 100:+.1f} points"
+        )
+        return text + (f", {fmt(o.lift)}× everyone's rate)" if o.lift is not None else ")")
+    text = (
+        f"{name} (outcome): mean {fmt(o.value)} in this persona vs {fmt(o.population)} for everyone"
+    )
+    return text + (f" ({fmt(o.lift)}× everyone's mean)" if o.lift is not None else "")
+
+
+def _outcome_fact(fid: str, o: OutcomeStat) -> Fact | None:
+    text = outcome_text(o)
+    if text is None:
+        return None
+    values: list[float] = []
+    percents: list[float] = []
+    if o.kind == "shares":
+        percents = [v * 100 for s in o.shares for v in (s.share, s.population_share)]
+    elif o.kind == "rate":
+        percents = [o.value * 100, o.population * 100, abs(o.difference) * 100]  # type: ignore[operator]
+        values = [o.lift] if o.lift is not None else []
+    else:
+        values = [v for v in (o.value, o.population, o.lift) if v is not None]
+    return Fact(
+        id=fid,
+        kind="outcome",
+        text=text + ".",
+        feature=clean(o.column),
+        label=humanise(o.column),
+        role="outcome",
+        values=values,
+        percents=percents,
+        outcome=o,
+    )
+
+
 def build_fact_sheet(
     persona: PersonaProfile,
     *,
@@ -306,6 +361,12 @@ def build_fact_sheet(
         facts.append(fact)
         demographics[clean(col)] = merged_demo
         labels += [clean(col), humanise(col), *(c.value for c in merged_demo.categories)]
+    if persona.size >= min_cell:  # a rate of a handful of people describes individuals
+        for o in persona.outcomes.values():
+            fact = _outcome_fact(next_id(), o)
+            if fact is not None:
+                facts.append(fact)
+                labels += [clean(o.column), humanise(o.column)]
     if outliers is not None and outliers.size > 0:
         facts.append(
             Fact(

@@ -17,6 +17,7 @@ from apg.prepare.features import FeatureFrame
 from apg.prepare.matrix import Matrix
 from apg.profiles.centres import CentreDistances, centre_distances
 from apg.profiles.narrative import Narrative
+from apg.profiles.outcomes import OutcomeStat, outcome_rules, outcomes_for
 from apg.search import leaderboard
 
 N_REPRESENTATIVES = 10
@@ -75,6 +76,8 @@ class PersonaProfile(BaseModel):
     demographics: dict[str, DemographicProfile]
     representatives: list[str]
     atypical: Atypical
+    # Outcome columns (features.outcome) against everyone: rates, means or shares.
+    outcomes: dict[str, OutcomeStat] = Field(default_factory=dict)
     narrative: Narrative | None = None
 
 
@@ -85,6 +88,7 @@ class OutlierProfile(BaseModel):
     share: float
     contrasts: list[Contrast] = Field(default_factory=list)
     demographics: dict[str, DemographicProfile] = Field(default_factory=dict)
+    outcomes: dict[str, OutcomeStat] = Field(default_factory=dict)
 
 
 def _num(x: Any) -> float | None:
@@ -270,6 +274,7 @@ def build_profiles_from_distances(
         (int(c) for c in np.unique(labels) if c >= 0), key=lambda c: (-int(np.sum(labels == c)), c)
     )
     population = _Population(frame)
+    rules = outcome_rules(frame)
     profiles = []
     for rank, cluster in enumerate(clusters, start=1):
         mask = labels == cluster
@@ -292,6 +297,7 @@ def build_profiles_from_distances(
                 demographics=demographics_for(frame, mask, population),
                 representatives=_ids_at(frame.ids, nearest),
                 atypical=Atypical(count=len(far), ids=_ids_at(frame.ids, far[:N_REPRESENTATIVES])),
+                outcomes=outcomes_for(rules, mask),
             )
         )
     noise = labels < 0
@@ -299,6 +305,7 @@ def build_profiles_from_distances(
     if noise.any():
         outliers.contrasts = contrasts_for(frame, noise, population)
         outliers.demographics = demographics_for(frame, noise, population)
+        outliers.outcomes = outcomes_for(rules, noise)
     return profiles, outliers
 
 

@@ -20,6 +20,7 @@ from markupsafe import Markup
 
 from apg.narration.facts import build_fact_sheet, merge_small
 from apg.narration.labels import capitalise, fmt, fmt_pct, humanise
+from apg.profiles.outcomes import outcome_summary
 from apg.profiles.persona import OutlierProfile, PersonaProfile
 from apg.report.avatars import avatar_svg, persona_colour
 from apg.search.candidates import Candidate
@@ -259,6 +260,9 @@ def _card(p: PersonaProfile, index: int, data: ReportData) -> dict[str, Any]:
         "share_width": f"{p.share * 100:.1f}",
         "key_numbers": _key_numbers(p),
         "demographics": _demographics(p, data.min_cell),
+        "outcomes": [t for o in p.outcomes.values() if (t := outcome_summary(o))]
+        if p.size >= data.min_cell
+        else [],
     }
 
 

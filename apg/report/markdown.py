@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from apg.profiles.outcomes import outcome_summary
+from apg.profiles.persona import PersonaProfile
 from apg.search.selection import rank_key
 
 if TYPE_CHECKING:
     from apg.pipeline import RunResult
-    from apg.profiles.persona import PersonaProfile
 
 LEADERBOARD_ROWS = 10
 
@@ -47,6 +48,9 @@ def _card(p: PersonaProfile) -> list[str]:
             f"| {c.std_diff:+.2f} |"
         )
     lines.append("")
+    outcomes = [t for o in p.outcomes.values() if (t := outcome_summary(o))]
+    if outcomes:
+        lines += ["Outcomes:"] + [f"- {_md(t)}" for t in outcomes] + [""]
     for col, demo in p.demographics.items():
         if demo.kind == "numeric" and demo.cluster:
             lines.append(

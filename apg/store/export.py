@@ -7,6 +7,7 @@ import io
 import json
 from typing import Any
 
+from apg.profiles.outcomes import OutcomeStat, outcome_summary
 from apg.store.engine import now
 from apg.store.queries import current_version, narrative_versions, resolve_run
 from apg.store.queries import list_personas as _list
@@ -24,6 +25,7 @@ CSV_COLUMNS = [
     "goals",
     "frustrations",
     "quote",
+    "outcomes",
     "version",
     "narrative_status",
     "review",
@@ -99,6 +101,15 @@ def _json_row(r: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _outcome_lines(r: dict[str, Any]) -> list[str]:
+    stats = (r.get("profile") or {}).get("outcomes") or {}
+    return [
+        text
+        for o in stats.values()
+        if (text := outcome_summary(OutcomeStat.model_validate(o))) is not None
+    ]
+
+
 def _markdown(run_id: str, rows: list[dict[str, Any]]) -> str:
     lines = [f"# Personas of run {run_id}", ""]
     if not rows:
@@ -115,6 +126,8 @@ def _markdown(run_id: str, rows: list[dict[str, Any]]) -> str:
         lines += [f"{r['size']:,} users ({r['share']:.1%}); {r['status']}; narrative {state}", ""]
         if body.get("summary"):
             lines += [body["summary"], ""]
+        if outcomes := _outcome_lines(r):
+            lines += ["**Outcomes**", ""] + [f"- {t}" for t in outcomes] + [""]
         for title, key in (("Goals", "goals"), ("Frustrations", "frustrations")):
             if body.get(key):
                 lines += [f"**{title}**", ""] + [f"- {i['text']}" for i in body[key]] + [""]
@@ -143,6 +156,7 @@ def _csv(rows: list[dict[str, Any]]) -> str:
                 "goals": " | ".join(i["text"] for i in body.get("goals", [])),
                 "frustrations": " | ".join(i["text"] for i in body.get("frustrations", [])),
                 "quote": body.get("quote") or "",
+                "outcomes": " | ".join(_outcome_lines(r)),
                 "version": cur.get("version", ""),
                 "narrative_status": cur.get("status", ""),
                 "review": r["review"] or "",
