@@ -79,7 +79,7 @@ class PreprocessingConfig(Strict):
     # Pull in heavy tails before scaling (apg.prepare.transforms): `auto` transforms a numeric
     # clustering column whose |skewness| reaches skew_threshold; `transforms` names a kind per
     # column and wins over the rule.
-    transform: Literal["auto", "none"] = "none"
+    transform: Literal["auto", "none"] = "auto"
     transforms: dict[str, Literal["log1p", "yeo-johnson", "winsorize", "none"]] = Field(
         default_factory=dict
     )
@@ -142,6 +142,15 @@ class DbscanGrid(Strict):
     )
 
 
+class StabilityConfig(Strict):
+    """Refits on seeded subsamples (apg.search.stability)."""
+
+    resamples: int = Field(10, ge=2, le=200)
+    fraction: float = Field(0.8, gt=0, lt=1)
+    # Subsamples are at most this many users (m-out-of-n above max_rows / fraction).
+    max_rows: int = Field(4000, ge=50)
+
+
 class SearchConfig(Strict):
     kmeans: KMeansGrid | None = Field(default_factory=KMeansGrid)
     agglomerative: AgglomerativeGrid | None = Field(default_factory=AgglomerativeGrid)
@@ -161,6 +170,25 @@ class SearchConfig(Strict):
     # than ``stream_memory_mib`` (default: half the memory available when the run starts).
     stream: Literal["auto", "on", "off"] = "auto"
     stream_memory_mib: int | None = Field(None, ge=1)
+    # How the winner is chosen (README "Selection rules"): `stable` weighs stability, near
+    # ties, the persona count and balance; `silhouette` is the bare highest silhouette.
+    selection: Literal["stable", "silhouette"] = "stable"
+    stability: StabilityConfig | None = Field(default_factory=StabilityConfig)
+    min_stability: float = Field(0.6, ge=0, le=1)
+    silhouette_tolerance: float = Field(0.02, ge=0, le=1)
+    stability_tolerance: float = Field(0.05, ge=0, le=1)
+    preferred_personas: tuple[int, int] = (3, 8)
+    # A winner below this silhouette (Kaufman & Rousseeuw: < 0.25, no substantial structure)
+    # or below min_stability makes the run "weak" (README "Weak structure").
+    weak_silhouette: float = Field(0.25, ge=0, le=1)
+
+    @field_validator("preferred_personas")
+    @classmethod
+    def _preferred(cls, v: tuple[int, int]) -> tuple[int, int]:
+        lo, hi = v
+        if not 2 <= lo <= hi:
+            raise ValueError(f"preferred_personas [{lo}, {hi}] must satisfy 2 <= min <= max")
+        return v
 
     @model_validator(mode="after")
     def _something_to_try(self) -> SearchConfig:

@@ -27,7 +27,7 @@ from apg.prepare.features import FeatureFrame
 from apg.prepare.matrix import Matrix, matrix_of, prepare_table
 from apg.prepare.preprocessing import Prepared
 from apg.profiles.narrative import Narrative
-from apg.profiles.persona import OutlierProfile, PersonaProfile, Profiler
+from apg.profiles.persona import OutlierProfile, PersonaProfile, Profiler, rate_confidence
 from apg.search.leaderboard import SearchResult, assign_everyone, search_matrix
 from apg.sources import SourceTable, load_sources
 from apg.sources.parquet_columns import StreamedTable, load_streamed, stream_plan
@@ -189,6 +189,8 @@ def run(
         assign_everyone(matrix, result, config.search, on_batch=profiler.observe)
     with timer.stage("profile"):
         personas, outliers = profiler.profiles(result.labels)
+        stability = result.winner.cluster_stability
+        rate_confidence(personas, matrix, result.labels, stability, config.search.seed)
     run_id = run_id or run_identity(table, config)
     to_narrate = personas
     if continuity is not None:

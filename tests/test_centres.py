@@ -228,7 +228,7 @@ def prepared(request: pytest.FixtureRequest) -> Prepared:
     roles = FeaturesConfig(
         behavioral=list(BEHAVIORAL), attitudinal=list(ATTITUDINAL), demographic=list(DEMOGRAPHIC)
     )
-    return prepare(select_features(users, ID_COLUMN, roles), PreprocessingConfig())
+    return prepare(select_features(users, ID_COLUMN, roles), PreprocessingConfig(transform="none"))
 
 
 def kmeans_labels(X: np.ndarray, k: int, noise_every: int) -> np.ndarray:

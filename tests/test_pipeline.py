@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from selection_rule import expected_eligible, rule_winner
 from sklearn.decomposition import PCA
 from sklearn.impute import SimpleImputer
 from sklearn.metrics import pairwise_distances, silhouette_score
@@ -86,15 +87,6 @@ def rebuild_matrix(raw: pd.DataFrame, features: list[str]) -> np.ndarray:
     return StandardScaler().fit_transform(values)
 
 
-def rule_winner(cands: pd.DataFrame) -> int:
-    ok = cands[cands["eligible"]].copy()
-    ok["order"] = ok["algorithm"].map(ORDER)
-    ok["sil"] = ok["silhouette"].round(12)
-    ok["row"] = ok.index
-    ok = ok.sort_values(["sil", "n_clusters", "order", "row"], ascending=[False, True, True, True])
-    return int(ok.index[0])
-
-
 def check_invariants(
     out: Outputs, raw: pd.DataFrame, id_column: str, config: Config, X: np.ndarray | None = None
 ) -> None:
@@ -143,14 +135,8 @@ def check_invariants(
         assert set(p["representatives"]) <= members
         assert len(p["representatives"]) == min(10, p["size"])
     # the winner obeys the rule, recomputed from candidates.csv
-    for _, c in cands.iterrows():
-        expected = (
-            2 <= c["n_clusters"] <= config.search.max_clusters
-            and c["noise_share"] <= config.search.max_noise_share
-            and c["min_cluster_share"] >= config.search.min_cluster_share
-        )
-        assert bool(c["eligible"]) == expected, c["params"]
-    best = rule_winner(cands)
+    best = rule_winner(cands, config.search)
+    assert cands["eligible"].tolist() == expected_eligible(cands, config.search, best)
     assert cands["selected"].sum() == 1 and bool(cands.loc[best, "selected"])
     sel = doc["selection"]
     assert sel["algorithm"] == cands.loc[best, "algorithm"]

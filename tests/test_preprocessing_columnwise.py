@@ -156,7 +156,7 @@ def test_columnwise_fit_equals_one_sklearn_fit_bit_for_bit(
     columnwise: list[bool], missing: str, strategy: str, scaling: str
 ) -> None:
     data = table()
-    config = PreprocessingConfig(missing=missing, scaling=scaling)  # type: ignore[arg-type]
+    config = PreprocessingConfig(transform="none", missing=missing, scaling=scaling)  # type: ignore[arg-type]
     prepared = prepare(frame_of(data), config)
     pipe, expected = sklearn_fit(data, strategy, scaling)
     assert columnwise == [True]
@@ -180,7 +180,7 @@ def test_columnwise_fit_of_only_numeric_or_only_categorical_columns(
     columnwise: list[bool], scaling: str
 ) -> None:
     data = table(seed=1)
-    config = PreprocessingConfig(scaling=scaling)  # type: ignore[arg-type]
+    config = PreprocessingConfig(transform="none", scaling=scaling)  # type: ignore[arg-type]
     for numeric, categorical in ([NUMERIC, []], [[], CATEGORICAL]):
         prepared = prepare(frame_of(data, numeric, categorical), config)
         pipe, expected = sklearn_fit(data, "median", scaling, numeric, categorical)
@@ -198,9 +198,11 @@ def test_row_major_frame_falls_back_to_one_fit(columnwise: list[bool]) -> None:
     data = pd.DataFrame(values, columns=["a", "b", "c"], copy=False)
     data.insert(0, "user_id", [f"u{i}" for i in range(ROWS)])
     frame = frame_of(data, ["a", "b", "c"], [])
-    transformer = apg.prepare.preprocessing.build_transformer(frame, PreprocessingConfig(), 0)
+    transformer = apg.prepare.preprocessing.build_transformer(
+        frame, PreprocessingConfig(transform="none"), 0
+    )
     assert not apg.prepare.preprocessing._fit_by_column(transformer, data[["a", "b", "c"]], frame)
-    prepared = prepare(frame, PreprocessingConfig())
+    prepared = prepare(frame, PreprocessingConfig(transform="none"))
     assert columnwise == [False, False]
     pipe, expected = sklearn_fit(data, "median", "standard", ["a", "b", "c"], [])
     assert np.array_equal(prepared.X, expected)
@@ -213,7 +215,7 @@ def test_all_missing_column_falls_back_to_one_fit(columnwise: list[bool]) -> Non
     numeric = [*NUMERIC, "empty"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        prepared = prepare(frame_of(data, numeric), PreprocessingConfig())
+        prepared = prepare(frame_of(data, numeric), PreprocessingConfig(transform="none"))
         _pipe, expected = sklearn_fit(data, "median", "standard", numeric)
     assert columnwise == [False]
     assert np.array_equal(prepared.X, expected)
@@ -224,7 +226,7 @@ def test_stored_model_of_a_columnwise_fit_assigns_like_sklearn_after_reload(
     columnwise: list[bool],
 ) -> None:
     data = table(seed=3)
-    prepared = prepare(frame_of(data), PreprocessingConfig())
+    prepared = prepare(frame_of(data), PreprocessingConfig(transform="none"))
     pipe, expected = sklearn_fit(data, "median", "standard")
     assert columnwise == [True]
     km = KMeans(n_clusters=3, n_init=2, random_state=0).fit(expected)

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from pydantic import ValidationError
+from selection_rule import expected_eligible, rule_winner
 from sklearn.cluster import DBSCAN, AgglomerativeClustering, KMeans
 from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
 from threadpoolctl import threadpool_limits
@@ -20,7 +21,7 @@ from apg.prepare.features import select_features
 from apg.prepare.preprocessing import prepare
 from apg.search.candidates import Candidate
 from apg.search.leaderboard import SearchResult, run_search
-from apg.search.selection import elbow, rank_key
+from apg.search.selection import contenders, elbow, rank_key
 from apg.sources.sample import ATTITUDINAL, BEHAVIORAL
 
 SMALL_GRID: dict[str, Any] = {
@@ -28,7 +29,6 @@ SMALL_GRID: dict[str, Any] = {
     "agglomerative": {"k": [2, 4], "linkage": ["ward", "average"]},
     "dbscan": {"min_samples": [5]},
 }
-ORDER = {"kmeans": 0, "agglomerative": 1, "dbscan": 2}
 
 
 def search_config(**changes: Any) -> SearchConfig:
@@ -65,25 +65,18 @@ def leaderboard(candidates: list[Candidate]) -> pd.DataFrame:
                 "algorithm": c.algorithm,
                 "params": json.dumps(c.params, sort_keys=True),
                 "n_clusters": c.n_clusters,
+                "noise_share": c.noise_share,
+                "min_cluster_share": c.min_cluster_share,
                 "silhouette": c.silhouette,
+                "choice_silhouette": c.choice_silhouette,
+                "stability": c.stability,
+                "evenness": c.evenness,
                 "eligible": c.eligible,
                 "selected": c.selected,
             }
             for c in candidates
         ]
     )
-
-
-def rule_winner(board: pd.DataFrame) -> int:
-    """The selection rule, recomputed: best silhouette, then fewer clusters, then algorithm."""
-    ok = board[board["eligible"]].copy()
-    ok["order"] = ok["algorithm"].map(ORDER)
-    ok["sil"] = ok["silhouette"].round(12)
-    ok["row"] = ok.index
-    best = ok.sort_values(
-        ["sil", "n_clusters", "order", "row"], ascending=[False, True, True, True]
-    )
-    return int(best.index[0])
 
 
 # --------------------------------------------------------------------------- scores
@@ -163,21 +156,24 @@ def test_run_search_counts_and_shares_come_from_labels(result: SearchResult) -> 
 
 def test_run_search_eligibility_follows_the_rules(result: SearchResult) -> None:
     cfg = search_config()
-    for c in result.candidates:
-        expected = (
-            2 <= c.n_clusters <= cfg.max_clusters
-            and c.noise_share <= cfg.max_noise_share
-            and c.min_cluster_share >= cfg.min_cluster_share
-        )
-        assert c.eligible == expected, c.key
-        assert (c.reason == "") == expected
-
-
-def test_run_search_winner_follows_the_argmax_rule(result: SearchResult) -> None:
     board = leaderboard(result.candidates)
-    expected = rule_winner(board)
+    winner = rule_winner(board, cfg)
+    expected = expected_eligible(board, cfg, winner)
+    for c, ok in zip(result.candidates, expected, strict=True):
+        assert c.eligible == ok, c.key
+        assert (c.reason == "") == ok
+
+
+@pytest.mark.parametrize("rule", ["stable", "silhouette"])
+def test_run_search_winner_follows_the_rule(X: np.ndarray, rule: str) -> None:
+    cfg = search_config(selection=rule)
+    result = run_search(X, cfg)
+    board = leaderboard(result.candidates)
+    expected = rule_winner(board, cfg)
     assert result.winner is result.candidates[expected]
     assert board["selected"].sum() == 1 and bool(board.loc[expected, "selected"])
+    measured = board["stability"].notna().sum()
+    assert measured >= 2 if rule == "stable" else measured == 0
 
 
 def test_run_search_is_deterministic_for_a_seed(X: np.ndarray, result: SearchResult) -> None:
@@ -193,13 +189,15 @@ def test_run_search_is_deterministic_for_a_seed(X: np.ndarray, result: SearchRes
 
 def test_run_search_reports_progress(X: np.ndarray) -> None:
     said: list[str] = []
-    run_search(
-        X, search_config(dbscan=None, agglomerative={"k": [2, 3], "linkage": ["ward"]}), said.append
-    )
+    cfg = search_config(dbscan=None, agglomerative={"k": [2, 3], "linkage": ["ward"]})
+    result = run_search(X, cfg, said.append)
     assert said and all(line.startswith("search: ") for line in said)
     assert any("kmeans" in line for line in said)
     assert "search: agglomerative linkage=ward, k=2..3" in said
-    assert said[-1] == "search: scoring 5 candidates"
+    assert said[-2:] == [
+        "search: scoring 5 candidates",
+        f"search: stability of {len(contenders(result.candidates, cfg))} contenders, 10 resamples",
+    ]
 
 
 # --------------------------------------------------------------------------- DBSCAN noise

@@ -165,7 +165,7 @@ def status_text(doc: dict[str, Any]) -> str:
         rows.append(
             [
                 r["id"],
-                r["status"],
+                r["status"] + (", weak" if r.get("weak") else ""),
                 trigger,
                 when(r["started_at"]),
                 _seconds(r["seconds"]),

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from apg.errors import ApgError, ConfigError
+from apg.profiles.confidence import Confidence, confidence_text
 from apg.profiles.outcomes import OutcomeStat, outcome_summary
 
 if TYPE_CHECKING:
@@ -139,7 +140,7 @@ def runs_list(limit: int, db: str | None, as_json: bool) -> None:
             [
                 r["id"],
                 when(r["started_at"]),
-                r["status"],
+                r["status"] + (", weak" if r.get("weak") else ""),
                 f"{r['rows_used']:,}" if r["rows_used"] is not None else "",
                 chosen,
                 f"{r['silhouette']:.3f}" if r["silhouette"] is not None else "",
@@ -283,6 +284,9 @@ def personas_show(persona_id: str, db: str | None, as_json: bool) -> None:
                 lines += ["", f"{title}:"] + [f"- {i['text']}" for i in body[key]]
         if body.get("quote"):
             lines += ["", f"\u201c{body['quote']}\u201d"]
+    conf = (p.get("profile") or {}).get("confidence")
+    if conf:
+        lines += ["", confidence_text(Confidence.model_validate(conf))]
     outcomes = ((p.get("profile") or {}).get("outcomes")) or {}
     texts = [t for o in outcomes.values() if (t := outcome_summary(OutcomeStat.model_validate(o)))]
     if texts:

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from apg.narration.labels import clean, fmt, fmt_diff, fmt_pct, humanise, is_year, quote
+from apg.profiles.confidence import confidence_text
 from apg.profiles.outcomes import OutcomeStat
 from apg.profiles.persona import (
     CategoryShare,
@@ -314,8 +315,17 @@ def build_fact_sheet(
             id="F1",
             kind="size",
             text=f"This persona has {persona.size:,} users: {fmt_pct(persona.share)} of the "
-            f"{n_users:,} users clustered.",
-            values=[persona.size, n_users, persona.share],
+            f"{n_users:,} users clustered."
+            + (f" Its {confidence_text(persona.confidence)}." if persona.confidence else ""),
+            values=[persona.size, n_users, persona.share]
+            + [
+                v
+                for v in (
+                    persona.confidence.stability if persona.confidence else None,
+                    persona.confidence.silhouette if persona.confidence else None,
+                )
+                if v is not None
+            ],
             percents=[persona.share * 100],
         )
     )

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from apg.prepare.features import FeatureFrame
 from apg.prepare.matrix import Matrix
 from apg.profiles.centres import CentreDistances, centre_distances
+from apg.profiles.confidence import SAMPLE_ROWS, Confidence, level_of, persona_silhouettes
 from apg.profiles.narrative import Narrative
 from apg.profiles.outcomes import OutcomeStat, outcome_rules, outcomes_for
 from apg.search import leaderboard
@@ -78,6 +79,8 @@ class PersonaProfile(BaseModel):
     atypical: Atypical
     # Outcome columns (features.outcome) against everyone: rates, means or shares.
     outcomes: dict[str, OutcomeStat] = Field(default_factory=dict)
+    # How far the persona can be trusted (apg.profiles.confidence); None in older runs.
+    confidence: Confidence | None = None
     narrative: Narrative | None = None
 
 
@@ -313,3 +316,17 @@ def _ids_at(ids: pd.Series, rows: np.ndarray) -> list[str]:
     """The ids of some rows as text; only those rows are converted (all ids as Python
     strings would be ~60 MB per million users)."""
     return [str(i) for i in ids.iloc[rows].astype(str).to_numpy()]
+
+
+def rate_confidence(
+    personas: list[PersonaProfile],
+    matrix: Matrix,
+    labels: np.ndarray,
+    stability: dict[int, float],
+    seed: int,
+) -> None:
+    """Give each persona its :class:`Confidence` (``stability``: per cluster, when measured)."""
+    rows = leaderboard.sample_rows(len(labels), SAMPLE_ROWS, seed)
+    silhouettes = persona_silhouettes(matrix, labels, rows)
+    for p in personas:
+        p.confidence = level_of(p.size, silhouettes.get(p.cluster), stability.get(p.cluster))

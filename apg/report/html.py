@@ -20,9 +20,11 @@ from markupsafe import Markup
 
 from apg.narration.facts import build_fact_sheet, merge_small
 from apg.narration.labels import capitalise, fmt, fmt_pct, humanise
+from apg.profiles.confidence import confidence_text
 from apg.profiles.outcomes import outcome_summary
 from apg.profiles.persona import OutlierProfile, PersonaProfile
 from apg.report.avatars import avatar_svg, persona_colour
+from apg.report.markdown import WEAK_TITLE
 from apg.search.candidates import Candidate
 from apg.search.leaderboard import MAP_SAMPLE, sample_rows
 from apg.search.selection import rank_key
@@ -53,6 +55,7 @@ class CandidateRow:
     reason: str
     selected: bool
     rank: int = 0  # 1 = best silhouette (ties as in apg.search.leaderboard.rank_key)
+    stability: float | None = None  # None: not refitted (apg.search.stability)
 
     @property
     def key(self) -> str:
@@ -74,6 +77,7 @@ class CandidateRow:
             c.reason,
             c.selected,
             rank,
+            c.stability,
         )
 
 
@@ -100,6 +104,7 @@ class ReportData:
     seed: int = 0
     min_cell: int = 5  # demographic categories smaller than this are merged into "other"
     version: str = __version__
+    weak: list[str] = field(default_factory=list)  # why the structure is weak; empty: it is not
 
     @property
     def winner(self) -> CandidateRow | None:
@@ -147,6 +152,7 @@ def report_data_from_result(result: RunResult) -> ReportData:
         sample_labels=np.asarray(result.labels[idx]),
         tree_linkage=linkage,
         seed=config.search.seed,
+        weak=list(search.weak),
         min_cell=min_cell,
     )
 
@@ -255,6 +261,8 @@ def _card(p: PersonaProfile, index: int, data: ReportData) -> dict[str, Any]:
         "reason": n.reason if n else None,
         "goals": _items(n.goals, facts) if n else [],
         "frustrations": _items(n.frustrations, facts) if n else [],
+        "confidence": p.confidence.level if p.confidence else None,
+        "confidence_text": confidence_text(p.confidence) if p.confidence else "",
         "size": f"{p.size:,}",
         "share": fmt_pct(p.share),
         "share_width": f"{p.share * 100:.1f}",
@@ -277,6 +285,10 @@ def _leaderboard(rows: list[CandidateRow]) -> list[dict[str, Any]]:
                 "n_clusters": c.n_clusters,
                 "cells": [
                     (_num(c.silhouette), _sort_value(c.silhouette)),
+                    (
+                        "–" if c.stability is None else _num(c.stability),
+                        "" if c.stability is None else _sort_value(c.stability),
+                    ),
                     (_num(c.davies_bouldin), _sort_value(c.davies_bouldin)),
                     (_num(c.calinski_harabasz, 1), _sort_value(c.calinski_harabasz)),
                     (fmt_pct(c.noise_share), _sort_value(c.noise_share)),
@@ -373,5 +385,6 @@ def render_html(data: ReportData) -> str:
         "charts": _charts(data),
         "n_users": f"{data.n_users:,}",
         "rows_read": f"{data.rows_read:,}",
+        "weak_title": WEAK_TITLE,
     }
     return _environment().get_template("report.html.j2").render(context)

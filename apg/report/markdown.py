@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from apg.profiles.confidence import confidence_text
 from apg.profiles.outcomes import outcome_summary
 from apg.profiles.persona import PersonaProfile
 from apg.search.selection import rank_key
@@ -33,6 +34,8 @@ def _card(p: PersonaProfile) -> list[str]:
     if n and n.tagline:
         lines += [f"*{_md(n.tagline)}*", ""]
     lines += [f"**{p.size:,} users ({p.share:.1%})**", ""]
+    if p.confidence is not None:
+        lines += [f"_{confidence_text(p.confidence)}_", ""]
     if n:
         lines += [n.summary, ""]
         if n.goals:
@@ -75,6 +78,7 @@ def render_report(result: RunResult) -> str:
         "",
         f"{len(result.personas)} personas from {len(result.labels):,} users.",
         "",
+        *weak_banner(result.search.weak),
         "## Data",
         "",
         f"- Rows read: {len(result.table.frame):,}; used: {len(result.labels):,}; "
@@ -144,3 +148,20 @@ def transforms_text(transforms: list[dict[str, object]]) -> str:
         f"{t['column']} {t['transform']} (skew {t['skew_before']:.2f} → {t['skew_after']:.2f})"
         for t in transforms
     )
+
+
+WEAK_TITLE = "Weak structure: read these personas as tentative"
+
+
+def weak_banner(reasons: list[str]) -> list[str]:
+    """The report's warning when the run is weak (empty when it is not)."""
+    if not reasons:
+        return []
+    return [
+        f"> **{WEAK_TITLE}.** The users do not split into clear, repeatable groups, so the "
+        "personas below may be arbitrary slices rather than real kinds of users. Before acting "
+        "on them, check the features (fewer, or others) and the data. Why: "
+        + "; ".join(reasons)
+        + ".",
+        "",
+    ]

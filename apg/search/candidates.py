@@ -44,6 +44,14 @@ class Candidate:
     eligible: bool = False
     reason: str = ""
     selected: bool = False
+    # The silhouette used for choosing: DBSCAN's noise points count as 0 (silhouette above
+    # is over clustered users only). Equal to silhouette without noise.
+    choice_silhouette: float = math.nan
+    # Mean ARI with refits on subsamples (apg.search.stability); None: not refitted.
+    stability: float | None = None
+    cluster_stability: dict[int, float] = field(default_factory=dict, repr=False)
+    # Entropy of the cluster size shares over log(k): 1 = equal sizes (noise left out).
+    evenness: float = math.nan
 
     @property
     def key(self) -> str:

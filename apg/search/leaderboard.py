@@ -31,7 +31,7 @@ from apg.search.candidates import (
     workers,
 )
 from apg.search.clusters import CHUNK_ROWS, ClusterModel
-from apg.search.selection import elbow, rank_key, score_candidates
+from apg.search.selection import choose, elbow, rank_key, score_candidates, weak_reasons
 from apg.search.silhouettes import silhouette_many
 from apg.search.trees_worker import TreeJobs
 
@@ -59,6 +59,9 @@ class SearchResult:
     assign_seconds: float | None = None  # sample mode: placing every row and checking it
     # Share of rows the winner's rule places as the run labelled them (the stored model's).
     training_agreement: float | None = None
+    # Why the structure is weak (README "Weak structure"); empty: it is not.
+    weak: list[str] = field(default_factory=list)
+    stability_seconds: float = 0.0  # choosing the winner, almost all of it the refits
     linkage_trees: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
 
@@ -276,9 +279,11 @@ def _search(X: np.ndarray, cfg: SearchConfig, say: Progress) -> SearchResult:
         for c in candidates
         if c.algorithm == "kmeans" and c.inertia is not None
     }
-    ranked = sorted(range(len(candidates)), key=lambda i: rank_key(candidates[i], i))
-    eligible = [i for i in ranked if candidates[i].eligible]
-    if not eligible:
+    started = time.perf_counter()
+    winner = choose(X, candidates, cfg, say)
+    choosing = time.perf_counter() - started
+    if winner is None:
+        ranked = sorted(range(len(candidates)), key=lambda i: rank_key(candidates[i], i))
         best = [candidates[i] for i in ranked[:5]]
         lines = "\n".join(
             f"  {c.key}: silhouette {c.silhouette:.3f}, rejected: {c.reason}" for c in best
@@ -288,7 +293,6 @@ def _search(X: np.ndarray, cfg: SearchConfig, say: Progress) -> SearchResult:
             f"{lines}\nRelax search.min_cluster_share, search.max_noise_share or "
             "search.max_clusters, or check the features"
         )
-    winner = candidates[eligible[0]]
     winner.selected = True
     eps = winner.params.get("eps")
     model = ClusterModel.from_fit(
@@ -300,6 +304,8 @@ def _search(X: np.ndarray, cfg: SearchConfig, say: Progress) -> SearchResult:
         eps=eps,
     )
     return SearchResult(
+        weak=weak_reasons(winner, cfg),
+        stability_seconds=choosing,
         candidates=candidates,
         winner=winner,
         elbow_k=elbow(wcss),

@@ -8,8 +8,9 @@ import numpy as np
 from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score
 
 from apg.config import SearchConfig
-from apg.search.candidates import Candidate
+from apg.search.candidates import Candidate, Progress
 from apg.search.silhouettes import silhouette_many
+from apg.search.stability import measure
 
 ALGORITHM_ORDER = {"kmeans": 0, "agglomerative": 1, "dbscan": 2}
 
@@ -30,10 +31,12 @@ def score_candidates(
         c.n_clusters = len(sizes)
         c.noise_share = float(1 - valid.mean())
         c.min_cluster_share = float(sizes.min() / n) if len(sizes) else 0.0
+        c.evenness = evenness(c)
     scored = [c for c in candidates if c.n_clusters >= 2]
     silhouettes = silhouette_many(X, [c.labels for c in scored], threads=threads)
     for c, s in zip(scored, silhouettes, strict=True):
         c.silhouette = float(s)
+        c.choice_silhouette = float(s) * (1.0 - c.noise_share)
         valid = c.labels >= 0
         if valid.sum() > c.n_clusters:
             c.davies_bouldin = float(davies_bouldin_score(X[valid], c.labels[valid]))
@@ -77,3 +80,108 @@ def elbow(wcss: dict[int, float]) -> int | None:
         return None
     y = (y[0] - y) / span  # rising from 0 to 1
     return int(ks[int(np.argmax(y - x))])
+
+
+def evenness(c: Candidate) -> float:
+    """How even the cluster sizes are: entropy of the size shares over log(k), 1 = equal."""
+    sizes = np.bincount(c.labels[c.labels >= 0])
+    sizes = sizes[sizes > 0]
+    if len(sizes) < 2:
+        return 0.0
+    p = sizes / sizes.sum()
+    return float(-(p * np.log(p)).sum() / math.log(len(sizes)))
+
+
+def contenders(candidates: list[Candidate], cfg: SearchConfig) -> list[Candidate]:
+    """The candidates that can win: every eligible one within ``silhouette_tolerance`` of the
+    best choice silhouette, and the best eligible one of each algorithm."""
+    eligible = [c for c in candidates if c.eligible]
+    if not eligible:
+        return []
+    best = max(c.choice_silhouette for c in eligible)
+    near = [c for c in eligible if c.choice_silhouette >= best - cfg.silhouette_tolerance]
+    for algorithm in ALGORITHM_ORDER:
+        own = [c for c in eligible if c.algorithm == algorithm]
+        if own:
+            top = max(own, key=lambda c: c.choice_silhouette)
+            if all(top is not c for c in near):
+                near.append(top)
+    return near
+
+
+def choose(
+    X: np.ndarray, candidates: list[Candidate], cfg: SearchConfig, say: Progress
+) -> Candidate | None:
+    """The winner among eligible candidates (README "Selection rules"); None when none is.
+
+    ``selection: silhouette``: the highest silhouette (ties: fewer clusters, then K-Means,
+    agglomerative, DBSCAN). ``selection: stable``:
+
+    1. contenders (:func:`contenders`) are refitted on subsamples; one whose stability is
+       below ``min_stability`` is no longer eligible (unless every contender is: then the
+       most stable one is kept and the run is weak);
+    2. among the remaining, those within ``silhouette_tolerance`` of the best choice
+       silhouette (DBSCAN's noise counted as 0) are near-ties;
+    3. of those, the ones within ``stability_tolerance`` of the most stable;
+    4. then a persona count inside ``preferred_personas``, more even sizes, the higher
+       choice silhouette, and the silhouette ranking.
+    """
+    ranked = sorted(range(len(candidates)), key=lambda i: rank_key(candidates[i], i))
+    eligible = [candidates[i] for i in ranked if candidates[i].eligible]
+    if not eligible:
+        return None
+    if cfg.selection == "silhouette" or cfg.stability is None:
+        return eligible[0]
+    pool = contenders(candidates, cfg)
+    say(f"search: stability of {len(pool)} contenders, {cfg.stability.resamples} resamples")
+    for c, st in zip(pool, measure(X, pool, cfg), strict=True):
+        c.stability, c.cluster_stability = st.ari, st.clusters
+    return pick(pool, eligible, cfg)
+
+
+def pick(pool: list[Candidate], ranking: list[Candidate], cfg: SearchConfig) -> Candidate:
+    """Steps 1 (the eligibility part) to 4 of :func:`choose` for contenders whose stability
+    is known; ``ranking`` is the silhouette ranking of the eligible candidates."""
+    stable = [c for c in pool if (c.stability or 0.0) >= cfg.min_stability]
+    for c in pool:
+        if (c.stability or 0.0) < cfg.min_stability:
+            c.eligible = False
+            c.reason = (
+                f"unstable: stability {c.stability or 0.0:.2f} < min_stability={cfg.min_stability}"
+            )
+    if not stable:
+        keep = max(pool, key=lambda c: (c.stability or 0.0, c.choice_silhouette))
+        keep.eligible, keep.reason = True, ""
+        return keep
+    best = max(c.choice_silhouette for c in stable)
+    near = [c for c in stable if c.choice_silhouette >= best - cfg.silhouette_tolerance]
+    most = max(c.stability or 0.0 for c in near)
+    steady = [c for c in near if (c.stability or 0.0) >= most - cfg.stability_tolerance]
+    lo, hi = cfg.preferred_personas
+    position = {id(c): i for i, c in enumerate(ranking)}
+    return min(
+        steady,
+        key=lambda c: (
+            not lo <= c.n_clusters <= hi,
+            -round(c.evenness, 2),
+            -c.choice_silhouette,
+            position.get(id(c), len(position)),
+        ),
+    )
+
+
+def weak_reasons(winner: Candidate, cfg: SearchConfig) -> list[str]:
+    """Why the chosen personas may not reflect real groups (empty: they do, as far as the
+    silhouette and stability can tell)."""
+    reasons = []
+    if winner.choice_silhouette < cfg.weak_silhouette:
+        reasons.append(
+            f"silhouette {winner.choice_silhouette:.2f} < {cfg.weak_silhouette}: the users do "
+            "not fall into clearly separated groups"
+        )
+    if winner.stability is not None and winner.stability < cfg.min_stability:
+        reasons.append(
+            f"stability {winner.stability:.2f} < {cfg.min_stability}: refitted on other "
+            "samples of the users, the groups come out differently"
+        )
+    return reasons

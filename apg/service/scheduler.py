@@ -142,6 +142,13 @@ def scheduled_run(
         extra = f"; {outcome.reason}" if outcome.reason else ""
         level = logging.WARNING if outcome.status == "degraded" else logging.INFO
         log.log(level, "run %s%s", outcome.status, extra, extra={"event": "run-finished"})
+        weak = outcome.stored.result.search.weak if outcome.stored is not None else []
+        if weak:
+            log.warning(
+                "weak structure: read these personas as tentative (%s)",
+                "; ".join(weak),
+                extra={"event": "run-weak"},
+            )
         if daemon is not None:
             daemon.drop_retry()
         return outcome.status

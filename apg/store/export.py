@@ -7,6 +7,7 @@ import io
 import json
 from typing import Any
 
+from apg.profiles.confidence import Confidence, confidence_text
 from apg.profiles.outcomes import OutcomeStat, outcome_summary
 from apg.store.engine import now
 from apg.store.queries import current_version, narrative_versions, resolve_run
@@ -26,6 +27,7 @@ CSV_COLUMNS = [
     "frustrations",
     "quote",
     "outcomes",
+    "confidence",
     "version",
     "narrative_status",
     "review",
@@ -110,6 +112,11 @@ def _outcome_lines(r: dict[str, Any]) -> list[str]:
     ]
 
 
+def _confidence(r: dict[str, Any]) -> str:
+    conf = (r.get("profile") or {}).get("confidence")
+    return confidence_text(Confidence.model_validate(conf)) if conf else ""
+
+
 def _markdown(run_id: str, rows: list[dict[str, Any]]) -> str:
     lines = [f"# Personas of run {run_id}", ""]
     if not rows:
@@ -124,6 +131,8 @@ def _markdown(run_id: str, rows: list[dict[str, Any]]) -> str:
         if cur and cur["reviewed_by"]:
             state += f" by {cur['reviewed_by']}"
         lines += [f"{r['size']:,} users ({r['share']:.1%}); {r['status']}; narrative {state}", ""]
+        if conf := _confidence(r):
+            lines += [f"_{conf}_", ""]
         if body.get("summary"):
             lines += [body["summary"], ""]
         if outcomes := _outcome_lines(r):
@@ -157,6 +166,7 @@ def _csv(rows: list[dict[str, Any]]) -> str:
                 "frustrations": " | ".join(i["text"] for i in body.get("frustrations", [])),
                 "quote": body.get("quote") or "",
                 "outcomes": " | ".join(_outcome_lines(r)),
+                "confidence": _confidence(r),
                 "version": cur.get("version", ""),
                 "narrative_status": cur.get("status", ""),
                 "review": r["review"] or "",

@@ -205,12 +205,19 @@ def _v5_reports(conn: sa.Connection) -> None:
     md.tables["apg_reports"].create(conn)
 
 
+def _v6_stability(conn: sa.Connection) -> None:
+    add_column(conn, "apg_runs", sa.Column("weak", sa.JSON))
+    for name in ("choice_silhouette", "stability", "evenness"):
+        add_column(conn, "apg_candidates", sa.Column(name, sa.Float))
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "runs, candidates, models, personas and narrative versions", _v1_core),
     Migration(2, "identity across runs: members, match and drift columns", _v2_identity),
     Migration(3, "LLM call records", _v3_llm_calls),
     Migration(4, "daemon: run reason, owner and trigger; locks", _v4_daemon),
     Migration(5, "report data: what report.html needs, with a sample of the matrix", _v5_reports),
+    Migration(6, "selection: weak-structure reasons, candidate stability", _v6_stability),
 ]
 LATEST = MIGRATIONS[-1].version
 

@@ -130,6 +130,7 @@ def record_run(
             n_clusters=len(result.personas),
             silhouette=_num(w.silhouette),
             noise_share=_num(float(np.mean(labels < 0))),
+            weak=list(result.search.weak),
             summary=jsonable(
                 {
                     "data": doc["data"],
@@ -211,6 +212,9 @@ def _candidates(conn: sa.Connection, run_id: str, result: RunResult) -> None:
             "reason": c.reason or None,
             "selected": bool(c.selected),
             "seconds": _num(c.seconds),
+            "choice_silhouette": _num(c.choice_silhouette),
+            "stability": None if c.stability is None else _num(c.stability),
+            "evenness": _num(c.evenness),
         }
         for i, c in enumerate(result.search.candidates)
     ]

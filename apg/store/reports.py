@@ -98,6 +98,7 @@ def to_document(data: ReportData) -> dict[str, Any]:
                 "seed": data.seed,
                 "min_cell": data.min_cell,
                 "version": data.version,
+                "weak": data.weak,
             }
         ),
         "sample_X": encode_array(data.sample_X),
@@ -109,6 +110,8 @@ def _candidate(row: dict[str, Any]) -> CandidateRow:
     values = {**row}
     for key in _FLOATS:
         values[key] = math.nan if values.get(key) is None else float(values[key])
+    # None: not refitted (or recorded before stability existed), unlike a NaN score.
+    values["stability"] = None if values.get("stability") is None else float(values["stability"])
     return CandidateRow(**values)
 
 
@@ -134,6 +137,7 @@ def from_document(doc: dict[str, Any]) -> ReportData:
         seed=int(doc["seed"]),
         min_cell=int(doc["min_cell"]),
         version=doc["version"],
+        weak=[str(w) for w in doc.get("weak") or []],
     )
 
 
@@ -163,7 +167,7 @@ def _rebuild(conn: sa.Connection, run_id: str) -> ReportData:
     rows = [
         _candidate(
             {
-                **{k: s[k] for k in ("algorithm", "params", "n_clusters", *_FLOATS)},
+                **{k: s[k] for k in ("algorithm", "params", "n_clusters", "stability", *_FLOATS)},
                 "eligible": bool(s["eligible"]),
                 "reason": s["reason"] or "",
                 "selected": bool(s["selected"]),
@@ -215,6 +219,7 @@ def _rebuild(conn: sa.Connection, run_id: str) -> ReportData:
         seed=int((config.get("search") or {}).get("seed", 0)),
         min_cell=min_cell,
         version=run["apg_version"],
+        weak=[str(w) for w in (summary.get("selection") or {}).get("weak_reasons") or []],
     )
 
 

@@ -59,6 +59,8 @@ runs = sa.Table(
     sa.Column("host", sa.String(255)),
     sa.Column("trigger", sa.String(16)),  # manual | schedule | run-now | retry
     sa.Column("attempt", sa.Integer),  # 0, then 1.. for retries of a failed scheduled run
+    # v6: why the chosen structure is weak ([] when it is not; NULL before v6)
+    sa.Column("weak", sa.JSON),
 )
 
 candidates = sa.Table(
@@ -79,6 +81,10 @@ candidates = sa.Table(
     sa.Column("reason", sa.Text),
     sa.Column("selected", sa.Boolean, nullable=False),
     sa.Column("seconds", sa.Float),
+    # v6: the selection rule's figures (apg.search.selection); stability NULL: not refitted
+    sa.Column("choice_silhouette", sa.Float),
+    sa.Column("stability", sa.Float),
+    sa.Column("evenness", sa.Float),
 )
 
 models = sa.Table(

@@ -60,6 +60,7 @@ def last_runs(conn: sa.Connection, limit: int) -> list[dict[str, Any]]:
             r.c.pid,
             r.c.host,
             r.c.previous_run_id,
+            r.c.weak,
         )
         .order_by(r.c.started_at.desc(), r.c.id.desc())
         .limit(limit)

@@ -18,6 +18,7 @@ from apg.report.html import _card as report_card  # the report's own view models
 from apg.report.html import _charts as report_charts
 from apg.report.html import _leaderboard as report_leaderboard
 from apg.report.html import _num as report_num
+from apg.report.markdown import WEAK_TITLE
 
 CHART_CACHE = 16  # runs whose drawn charts are kept in memory
 TOP_SHIFTS = 6
@@ -90,6 +91,8 @@ def report_view(data: ReportData, charts: ChartCache) -> dict[str, Any]:
         "outlier_share": fmt_pct(data.outliers.share),
         "n_users": f"{data.n_users:,}",
         "rows_read": f"{data.rows_read:,}",
+        "weak": data.weak,
+        "weak_title": WEAK_TITLE,
     }
 
 
