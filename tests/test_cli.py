@@ -445,9 +445,10 @@ BAD: list[tuple[str, list[str], str]] = [
         "behavioral; the id is never a feature",
     ),
     (
-        "no id",
-        ["--data", "ok.csv", "--behavioral", "nps"],
-        "--data needs --id COLUMN naming the user id column",
+        "row id named like a feature",
+        ["--data", "ok.csv", "--behavioral", "nps,row"],
+        "without --id the rows are numbered into a new column 'row', but 'row' is listed in "
+        "--behavioral; pass --id COLUMN naming the id column",
     ),
     (
         "no features",

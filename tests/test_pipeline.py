@@ -16,7 +16,7 @@ from selection_rule import expected_eligible, rule_winner
 from sklearn.decomposition import PCA
 from sklearn.impute import SimpleImputer
 from sklearn.metrics import pairwise_distances, silhouette_score
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import PowerTransformer, StandardScaler
 
 from apg.config import Config, parse_config
 from apg.errors import ApgError, DataError, SearchError, SourceError
@@ -82,9 +82,22 @@ class Outputs:
 
 
 def rebuild_matrix(raw: pd.DataFrame, features: list[str]) -> np.ndarray:
-    """The clustering matrix rebuilt independently: median impute, then standard scale."""
-    values = SimpleImputer(strategy="median").fit_transform(raw[features].to_numpy(float))
-    return StandardScaler().fit_transform(values)
+    """The clustering matrix rebuilt independently: median impute, the README's default
+    transform (|pandas skew| >= 1 and more than two values: log1p, or Yeo-Johnson with
+    negatives), then standard scale."""
+    values = pd.DataFrame(
+        SimpleImputer(strategy="median").fit_transform(raw[features].to_numpy(float)),
+        columns=features,
+    )
+    for col in features:
+        x = values[col]
+        if x.nunique() > 2 and abs(x.skew()) >= 1.0:
+            if x.min() >= 0:
+                values[col] = np.log1p(x)
+            else:
+                pt = PowerTransformer(method="yeo-johnson", standardize=False)
+                values[col] = pt.fit_transform(x.to_frame())[:, 0]
+    return StandardScaler().fit_transform(values.to_numpy())
 
 
 def check_invariants(
@@ -388,7 +401,7 @@ def test_run_drop_rows_uses_complete_rows_only(tmp_path: Path, sample_users: pd.
     assert out.doc["data"]["imputed"] == {}
     assert list(out.assignments["user_id"]) == list(users.loc[complete, "user_id"])
     kept = users[complete]
-    X = StandardScaler().fit_transform(kept[[*BEHAVIORAL, *ATTITUDINAL]])
+    X = rebuild_matrix(kept, [*BEHAVIORAL, *ATTITUDINAL])
     check_invariants(out, users, "user_id", config, X=X)
 
 

@@ -231,6 +231,8 @@ def test_real_marketing_campaign_without_sep_is_a_clear_error(tmp_path: Path) ->
         "ID",
         "--behavioral",
         "Income",
+        "--sep",
+        ",",
         "--out",
         "out",
         "-q",
@@ -238,7 +240,12 @@ def test_real_marketing_campaign_without_sep_is_a_clear_error(tmp_path: Path) ->
     )
     assert result.exit_code == 1
     assert result.stderr.startswith(
-        f"error: source #1 (file {path}): id column 'ID' not found; columns are 'ID\\tYear_Birth"
+        f"error: source #1 (file {path}): {str(path)!r} reads as a single column "
+        "('ID\\tYear_Birth\\tEducation"
+    )
+    assert result.stderr.endswith(
+        "when split on ',', but its header contains '\\t': pass --sep '\\t' (apg run --data, "
+        "apg assign) or set this source's `options: {sep: \"\\t\"}`\n"
     )
     assert not (tmp_path / "out").exists()
 

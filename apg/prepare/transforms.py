@@ -37,18 +37,9 @@ def skewness(x: np.ndarray) -> float:
 
 
 def yeo_johnson(x: np.ndarray, lmbda: float) -> np.ndarray:
-    """The Yeo–Johnson transform with parameter ``lmbda`` (scikit-learn's formula)."""
-    out = np.zeros_like(x, dtype=np.float64)
-    pos = x >= 0
-    if abs(lmbda) < np.spacing(1.0):
-        out[pos] = np.log1p(x[pos])
-    else:
-        out[pos] = (np.power(x[pos] + 1, lmbda) - 1) / lmbda
-    if abs(lmbda - 2) > np.spacing(1.0):
-        out[~pos] = -(np.power(-x[~pos] + 1, 2 - lmbda) - 1) / (2 - lmbda)
-    else:
-        out[~pos] = -np.log1p(-x[~pos])
-    return out
+    """The Yeo–Johnson transform with parameter ``lmbda``: SciPy's, which scikit-learn's
+    ``PowerTransformer`` applies too (its numerically stable form)."""
+    return np.asarray(stats.yeojohnson(np.asarray(x, dtype=np.float64), lmbda=lmbda))
 
 
 class SkewTransform(TransformerMixin, BaseEstimator):  # type: ignore[misc]

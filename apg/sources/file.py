@@ -1,11 +1,22 @@
-"""Files: CSV, TSV, Parquet and JSON lines, one path or a glob of them."""
+"""Files: CSV, TSV, Parquet and JSON lines, one path or a glob of them.
+
+Text tables can have their separator detected (:func:`detect_separator`, used by ``apg run
+--data`` without ``--sep``); a text file that reads as a single column whose header holds
+another separator is an error that names the likely one. A file without an id column can number
+its rows into one (``row_id:``, used by ``apg run --data`` without ``--id``).
+"""
 
 from __future__ import annotations
 
+import csv
 import glob
+import io
+import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 from pydantic import Field
@@ -25,6 +36,79 @@ _FORMATS = {
 
 def format_of(path: Path) -> str | None:
     return _FORMATS.get(path.suffix.lower())
+
+
+# The separators detection tells apart, in the order that breaks a tie.
+SEPARATORS = (",", ";", "\t", "|")
+# How much of a file detection reads: a few hundred lines of a typical user table.
+SNIFF_BYTES = 64 * 1024
+
+
+def default_separator(fmt: str) -> str:
+    """What pandas splits a text format on when no ``sep`` is given."""
+    return "\t" if fmt == "tsv" else ","
+
+
+@dataclass(frozen=True)
+class Separator:
+    """A text file's field separator and how it was found."""
+
+    sep: str
+    # False: no candidate splits every line into the same number of fields; ``sep`` is the
+    # format's default.
+    detected: bool
+    fields: int = 0  # fields on every line with ``sep`` (when detected)
+
+
+def detect_separator(path: Path, default: str = ",") -> Separator:
+    """The separator among ``, ; tab |`` that splits every line of the file's first 64 KiB
+    into the same number (at least 2) of fields, reading quoted fields as CSV does (a quoted
+    ``"Smith; John"`` is one field whatever the separator).
+
+    When several do, the one that leaves the fewest quote characters in the fields wins
+    (splitting on the wrong one breaks quoted fields open, ``"Smith`` and `` John"``), then
+    the one giving the most fields, then ``default``, then the order above. When none does
+    (ragged lines, a single column, an unreadable file) the answer is ``default``, not
+    detected. Counting fields per line is predictable where ``csv.Sniffer`` is not (it guesses
+    from character frequencies, can pick a letter, and raises on short samples), and equal
+    fields on every line is what makes pandas read the table right.
+    """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(SNIFF_BYTES + 1)
+    except (OSError, ValueError):
+        return Separator(default, False)
+    truncated = len(head) > SNIFF_BYTES
+    text = head[:SNIFF_BYTES].decode("utf-8-sig", errors="replace")
+    fits = {}
+    for rank, sep in enumerate(SEPARATORS):
+        split = _even_fields(text, sep, truncated)
+        if split is not None:
+            fields, quotes = split
+            fits[sep] = (quotes, -fields, sep != default, rank)
+    if not fits:
+        return Separator(default, False)
+    best = min(fits, key=fits.__getitem__)
+    return Separator(best, True, -fits[best][1])
+
+
+def _even_fields(text: str, sep: str, truncated: bool) -> tuple[int, int] | None:
+    """(fields per line, quote characters left in the fields) when every non-blank line
+    splits into the same number, at least 2, of fields; else None."""
+    rows: list[list[str]] = []
+    try:
+        for row in csv.reader(io.StringIO(text, newline=""), delimiter=sep, quotechar='"'):
+            if row:
+                rows.append(row)
+    except csv.Error:  # a NUL byte, or the sample ends inside a quoted field
+        if not truncated:
+            return None
+    if truncated and len(rows) > 1:
+        rows.pop()  # the sample may end mid-line
+    counts = {len(row) for row in rows}
+    if len(counts) != 1 or (fields := counts.pop()) < 2:
+        return None
+    return fields, sum(field.count('"') for row in rows for field in row)
 
 
 def read_table(
@@ -55,6 +139,9 @@ class FileSource(SourceSpec):
     path: str
     format: Literal["csv", "tsv", "parquet", "jsonl"] | None = None
     options: dict[str, Any] = Field(default_factory=dict)
+    # Number the rows 1, 2, ... (file order; a glob's files in path order) into this new
+    # column: an id for a table that has none. Continuity across runs then rests on row order.
+    row_id: str | None = None
 
     def describe(self) -> str:
         return f"file {self.path}"
@@ -94,8 +181,9 @@ class FileSource(SourceSpec):
                     f"cannot tell the format of {str(path)!r} from its extension; use .csv, "
                     ".tsv, .parquet or .jsonl, or set `format:`",
                 )
+            key = self.id or ctx.id_column
             try:
-                frame = read_table(path, fmt, self.options, key=self.id or ctx.id_column)
+                frame = read_table(path, fmt, self.options, key=None if key == self.row_id else key)
             except (
                 pd.errors.EmptyDataError,
                 ValueError,
@@ -104,9 +192,13 @@ class FileSource(SourceSpec):
                 pd.errors.ParserError,
                 TypeError,
             ) as exc:
-                raise self.error(
-                    ctx, f"cannot read {str(path)!r} as {fmt}: {_short(exc)}"
-                ) from None
+                message = f"cannot read {str(path)!r} as {fmt}: {_short(exc)}"
+                likely = None
+                if isinstance(exc, pd.errors.ParserError) and fmt in ("csv", "tsv"):
+                    likely = self._likely_separator(path, fmt)
+                if likely is not None:
+                    message += f"; its lines split evenly on {likely!r}: {_sep_fix(likely)}"
+                raise self.error(ctx, message) from None
             except Exception as exc:  # pyarrow raises its own types for corrupt files
                 raise self.error(
                     ctx, f"cannot read {str(path)!r} as {fmt}: {_short(exc)}"
@@ -115,6 +207,17 @@ class FileSource(SourceSpec):
                 raise self.error(
                     ctx, f"{str(path)!r} has no rows; check the file and its separator"
                 )
+            if fmt in ("csv", "tsv") and len(frame.columns) == 1:
+                header = str(frame.columns[0])
+                likely = self._likely_separator(path, fmt, header)
+                if likely is not None:
+                    shown = header if len(header) <= 60 else header[:57] + "..."
+                    raise self.error(
+                        ctx,
+                        f"{str(path)!r} reads as a single column ({shown!r}) when split on "
+                        f"{self._used_separator(fmt)!r}, but its header contains {likely!r}: "
+                        + _sep_fix(likely),
+                    )
             frames.append(frame)
         if len(frames) > 1:
             first = list(frames[0].columns)
@@ -125,7 +228,48 @@ class FileSource(SourceSpec):
                         f"{str(path)!r} has columns {list(frame.columns)} but the first file "
                         f"has {first}; files matched by one pattern must share columns",
                     )
-        return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        if self.row_id is not None:
+            frame = self._numbered(ctx, frame, self.row_id)
+        return frame
+
+    def _used_separator(self, fmt: str) -> object:
+        return self.options.get("sep", self.options.get("delimiter", default_separator(fmt)))
+
+    def _likely_separator(self, path: Path, fmt: str, header: str | None = None) -> str | None:
+        """The separator a text file read with the wrong one likely has, or None. With the
+        ``header`` of a file read as one column: one of those the header contains."""
+        used = self._used_separator(fmt)
+        if not isinstance(used, str):
+            return None
+        if header is None:
+            found = detect_separator(path, default=used)
+            return found.sep if found.detected and found.sep != used else None
+        others = [s for s in SEPARATORS if s in header and s != used]
+        if not others:
+            return None
+        found = detect_separator(path, default=used)
+        if found.detected and found.sep in others:
+            return found.sep
+        return max(others, key=header.count)
+
+    def _numbered(self, ctx: SourceContext, frame: pd.DataFrame, column: str) -> pd.DataFrame:
+        if column in frame.columns:
+            raise self.error(
+                ctx,
+                f"the table already has a column {column!r}, so rows cannot be numbered into "
+                f"it; if it identifies the users, make it the id (apg run --id {column}), else "
+                "give `row_id:` another name",
+            )
+        frame.insert(0, column, np.arange(1, len(frame) + 1, dtype=np.int64))
+        return frame
+
+
+def _sep_fix(sep: str) -> str:
+    return (
+        f"pass --sep {sep!r} (apg run --data, apg assign) or set this source's "
+        f"`options: {{sep: {json.dumps(sep)}}}`"
+    )
 
 
 def _first_magic(pattern: Path) -> int:

@@ -244,6 +244,8 @@ def streamable(specs: list[object]) -> tuple[FileSource | None, str]:
         return None, "only Parquet files stream (CSV, TSV and JSON lines are read whole)"
     if set(spec.options) - {"columns"}:
         return None, "only the `columns` option streams; other reader options need a whole read"
+    if spec.row_id is not None:
+        return None, "`row_id:` numbers the rows of a whole read; give the table an id column"
     return spec, ""
 
 
