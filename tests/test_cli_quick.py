@@ -15,8 +15,9 @@ import yaml
 from click.testing import CliRunner, Result
 from test_cli import GRID, expected_summary
 
-from apg.cli.main import ROW_ID, apply_search_options, main, quick_config
-from apg.cli.main import run as run_command
+from apg.cli.main import main
+from apg.cli.run import ROW_ID, apply_search_options, quick_config
+from apg.cli.run import run as run_command
 
 FEATURES = ["--behavioral", "logins_per_month,sessions_per_week,purchases_per_year"]
 FAST = ["--k", "2-3", "--algorithms", "kmeans", "--no-store"]
