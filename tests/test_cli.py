@@ -71,22 +71,32 @@ def expected_summary(out: Path, id_column: str = "user_id") -> str:
     win = cands[cands["selected"]].iloc[0]
     params = json.loads(win["params"])
     key = f"{win['algorithm']}({', '.join(f'{k}={v}' for k, v in params.items())})"
-    lines = [
+    weak = doc["selection"]["weak_reasons"]
+    lines = (
+        [f"WEAK STRUCTURE: read these personas as tentative ({'; '.join(weak)})"] if weak else []
+    )
+    stab = "" if pd.isna(win["stability"]) else f", stability {win['stability']:.2f}"
+    lines += [
         f"run {doc['run_id']}: {n:,} users, {len(cands)} candidates "
         f"({int(cands['eligible'].sum())} eligible)",
-        f"chosen: {key}, silhouette {win['silhouette']:.3f}, elbow k={doc['selection']['elbow_k']}",
+        f"chosen: {key}, silhouette {win['silhouette']:.3f}{stab}, "
+        f"elbow k={doc['selection']['elbow_k']}",
         "",
     ]
     sizes = assign[assign["cluster"] >= 0]["persona_id"].value_counts()
     names = {p["persona_id"]: p["narrative"]["name"] for p in doc["personas"]}
-    rows = [("persona", "size", "share", "name")]
+    level = {p["persona_id"]: p["confidence"]["level"] for p in doc["personas"]}
+    rows = [("persona", "size", "share", "confidence", "name")]
     ordered = sorted(sizes.items(), key=lambda kv: (-kv[1], kv[0]))
-    rows += [(pid, f"{size:,}", f"{size / n:.1%}", names[pid]) for pid, size in ordered]
+    rows += [(pid, f"{size:,}", f"{size / n:.1%}", level[pid], names[pid]) for pid, size in ordered]
     noise = int((assign["cluster"] == -1).sum())
     if noise:
-        rows.append(("outliers", f"{noise:,}", f"{noise / n:.1%}", ""))
-    w = [max(len(r[i]) for r in rows) for i in range(3)]
-    lines += [f"{r[0]:<{w[0]}}  {r[1]:>{w[1]}}  {r[2]:>{w[2]}}  {r[3]}".rstrip() for r in rows]
+        rows.append(("outliers", f"{noise:,}", f"{noise / n:.1%}", "", ""))
+    w = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines += [
+        f"{r[0]:<{w[0]}}  {r[1]:>{w[1]}}  {r[2]:>{w[2]}}  {r[3]:<{w[3]}}  {r[4]}".rstrip()
+        for r in rows
+    ]
     lines += ["", f"results: {out.relative_to(Path.cwd()) if out.is_absolute() else out}"]
     return "\n".join(lines) + "\n"
 

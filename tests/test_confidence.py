@@ -91,6 +91,11 @@ def test_weak_run_is_flagged_everywhere_a_reader_looks(tmp_path: Path) -> None:
     reasons = doc["selection"]["weak_reasons"]
     assert doc["selection"]["weak"] is True and reasons
     assert reasons[0].startswith("silhouette 0.")
+    assert result.stdout.splitlines()[0] == (
+        f"WEAK STRUCTURE: read these personas as tentative ({'; '.join(reasons)})"
+    )
+    listed = CliRunner().invoke(main, ["runs", "list"]).stdout.splitlines()[1]
+    assert " succeeded, weak " in listed
     md = (tmp_path / "out" / "report.md").read_text()
     assert f"> **{WEAK_TITLE}.**" in md
     assert "; ".join(reasons) in md

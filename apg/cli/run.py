@@ -392,23 +392,37 @@ def run_inputs(
 def summary_text(result: Any, folder: Path) -> str:
     w = result.search.winner
     eligible = sum(c.eligible for c in result.search.candidates)
-    lines = [
+    weak = result.search.weak
+    lines = (
+        [f"WEAK STRUCTURE: read these personas as tentative ({'; '.join(weak)})"] if weak else []
+    )
+    stability = f", stability {w.stability:.2f}" if w.stability is not None else ""
+    lines += [
         f"run {result.run_id}: {len(result.labels):,} users, "
         f"{len(result.search.candidates)} candidates ({eligible} eligible)",
-        f"chosen: {w.key}, silhouette {w.silhouette:.3f}, elbow k={result.search.elbow_k}",
+        f"chosen: {w.key}, silhouette {w.silhouette:.3f}{stability}, "
+        f"elbow k={result.search.elbow_k}",
         "",
     ]
-    rows = [("persona", "size", "share", "name")]
+    rows = [("persona", "size", "share", "confidence", "name")]
     rows += [
-        (p.persona_id, f"{p.size:,}", f"{p.share:.1%}", p.narrative.name if p.narrative else "")
+        (
+            p.persona_id,
+            f"{p.size:,}",
+            f"{p.share:.1%}",
+            p.confidence.level if p.confidence else "",
+            p.narrative.name if p.narrative else "",
+        )
         for p in result.personas
     ]
     if result.outliers.size:
-        rows.append(("outliers", f"{result.outliers.size:,}", f"{result.outliers.share:.1%}", ""))
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+        size, share = f"{result.outliers.size:,}", f"{result.outliers.share:.1%}"
+        rows.append(("outliers", size, share, "", ""))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
         lines.append(
-            f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}".rstrip()
+            f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:>{widths[2]}}  "
+            f"{r[3]:<{widths[3]}}  {r[4]}".rstrip()
         )
     lines += ["", f"results: {folder}"]
     return "\n".join(lines)
