@@ -564,10 +564,23 @@ def test_cli_run_no_eligible_candidate_lists_why(tmp_path: Path, small_csv: Path
     assert ", rejected: smallest cluster " in lines[1]
     assert lines[1].endswith(" < min_cluster_share=45.0%")
     assert lines[2:] == [
-        "Relax search.min_cluster_share, search.max_noise_share or "
-        "search.max_clusters, or check the features"
+        "What the leaderboard suggests:",
+        "- check the features: the candidates break the rules in different ways (see "
+        "candidates.csv and report.md for every rejection reason)",
+        f"Every candidate and why it was rejected: {Path('out') / 'candidates.csv'}, "
+        f"{Path('out') / 'report.md'}",
     ]
-    assert not (tmp_path / "out").exists()
+    # The evidence is written even though the run failed; no personas are.
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {
+        "candidates.csv",
+        "report.md",
+        ".apg-output.json",
+    }
+    cands = pd.read_csv(tmp_path / "out" / "candidates.csv")
+    assert cands["reason"].str.startswith("smallest cluster").all()
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert report.startswith("# No personas: no candidate met the selection rules\n")
+    assert "| kmeans(k=3) | 3 | " in report
 
 
 def test_cli_run_invalid_option_type_is_a_usage_error() -> None:

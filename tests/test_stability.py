@@ -182,3 +182,22 @@ def test_selection_planted_structure_wins_and_uniform_noise_is_unstable() -> Non
         f"silhouette {weak.winner.choice_silhouette:.2f} < 0.25: the users do not fall into "
         "clearly separated groups"
     ]
+
+
+def test_failure_hints_follow_what_the_leaderboard_shows() -> None:
+    from apg.search.selection import NoEligibleError
+
+    rng = np.random.default_rng(3)
+    spiky = np.vstack([rng.normal(size=(300, 3)), [[80, 80, 80], [90, -70, 85], [-95, 90, 70]]])
+    grid = {"kmeans": {"k": [2, 4]}, "agglomerative": None, "dbscan": None}
+    with pytest.raises(NoEligibleError) as err:
+        run_search(spiky, SearchConfig.model_validate({**grid, "min_cluster_share": 0.05}))
+    text = str(err.value)
+    assert "- outliers dominate: 3 of 3 candidates split off clusters of one or two users" in text
+    assert "min_cluster_share" not in text.split("What the leaderboard suggests:")[1]
+    assert len(err.value.candidates) == 3
+
+    flat = rng.uniform(size=(400, 4))
+    with pytest.raises(NoEligibleError) as err:
+        run_search(flat, SearchConfig.model_validate({**grid, "min_cluster_share": 0.495}))
+    assert "- no structure: the best silhouette is 0." in str(err.value)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -351,7 +353,8 @@ def run(
     for note in notes:
         progress(note)
     if no_store:
-        result = run_pipeline(config, progress=progress)
+        with failure_evidence(out, protected):
+            result = run_pipeline(config, progress=progress)
         write_outputs(result, out, protected=protected)
         click.echo(summary_text(result, out))
         return
@@ -363,7 +366,7 @@ def run(
     def waiting(exc: LockHeld) -> None:
         click.echo(f"waiting for {exc.holder.describe()} to finish", err=True)
 
-    with open_store(db, config.storage.url) as store:
+    with open_store(db, config.storage.url) as store, failure_evidence(out, protected):
         stored = run_with_store(config, store, progress=progress, wait=wait, on_wait=waiting)
     write_outputs(stored.result, out, protected=protected)
     click.echo(summary_text(stored.result, out))
@@ -387,6 +390,24 @@ def run_inputs(
         paths += spec.local_paths(ctx)
     database = sqlite_path(resolve_url(*store)) if store else None
     return [*paths, database] if database else paths
+
+
+@contextmanager
+def failure_evidence(out: Path, protected: list[Path]) -> Iterator[None]:
+    """When no candidate is eligible, still write the leaderboard (candidates.csv and a
+    report.md with every rejection reason) to ``out`` before failing."""
+    from apg.report.outputs import write_failure
+    from apg.search.selection import NoEligibleError
+
+    try:
+        yield
+    except NoEligibleError as exc:
+        write_failure(exc.candidates, str(exc), out, protected=protected)
+        raise NoEligibleError(
+            f"{exc}\nEvery candidate and why it was rejected: {out / 'candidates.csv'}, "
+            f"{out / 'report.md'}",
+            exc.candidates,
+        ) from None
 
 
 def summary_text(result: Any, folder: Path) -> str:

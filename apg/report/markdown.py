@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from apg.profiles.confidence import confidence_text
 from apg.profiles.outcomes import outcome_summary
 from apg.profiles.persona import PersonaProfile
+from apg.search.candidates import Candidate
 from apg.search.selection import rank_key
 
 if TYPE_CHECKING:
@@ -165,3 +166,25 @@ def weak_banner(reasons: list[str]) -> list[str]:
         + ".",
         "",
     ]
+
+
+def render_failure(candidates: list[Candidate], message: str) -> str:
+    """report.md of a run with no eligible candidate: why, and the whole leaderboard."""
+    ranked = sorted(range(len(candidates)), key=lambda i: rank_key(candidates[i], i))
+    lines = [
+        "# No personas: no candidate met the selection rules",
+        "",
+        *(f"    {line}" for line in message.splitlines()),
+        "",
+        "## Leaderboard (every candidate, by silhouette)",
+        "",
+        "| candidate | clusters | silhouette | stability | noise | smallest | rejected because |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for i in ranked:
+        c = candidates[i]
+        lines.append(
+            f"| {_md(c.key)} | {c.n_clusters} | {_f(c.silhouette)} | {_f(c.stability)} "
+            f"| {c.noise_share:.1%} | {c.min_cluster_share:.1%} | {_md(c.reason) or '–'} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -18,7 +18,7 @@ import pandas as pd
 from apg.pipeline import RunResult, labels_frame
 from apg.report.folder import check_output_folder, discard, replace_folder, stage_folder
 from apg.report.html import render_html, report_data_from_result
-from apg.report.markdown import render_report
+from apg.report.markdown import render_failure, render_report
 from apg.search.candidates import Candidate
 
 CANDIDATE_COLUMNS = [
@@ -168,3 +168,22 @@ def _write_assignments(result: RunResult, path: Path) -> None:
         for start in range(0, max(len(result.labels), 1), ASSIGNMENT_CHUNK_ROWS):
             block = labels_frame(result, slice(start, start + ASSIGNMENT_CHUNK_ROWS))
             block.to_csv(fh, header=start == 0, index=False, lineterminator="\n")
+
+
+def write_failure(
+    candidates: list[Candidate], message: str, out_dir: Path, *, protected: Sequence[Path] = ()
+) -> Path:
+    """A run that found no eligible candidate: ``candidates.csv`` and a ``report.md`` that
+    lists every candidate with the reason it was rejected and what to change."""
+    out_dir = check_output_folder(out_dir, protected)
+    tmp = stage_folder(out_dir)
+    try:
+        candidates_frame(candidates).to_csv(
+            tmp / "candidates.csv", index=False, lineterminator="\n"
+        )
+        (tmp / "report.md").write_text(render_failure(candidates, message), encoding="utf-8")
+        replace_folder(tmp, out_dir, [p.name for p in tmp.iterdir()], protected)
+    except BaseException:
+        discard(tmp)
+        raise
+    return out_dir

@@ -31,7 +31,15 @@ from apg.search.candidates import (
     workers,
 )
 from apg.search.clusters import CHUNK_ROWS, ClusterModel
-from apg.search.selection import choose, elbow, rank_key, score_candidates, weak_reasons
+from apg.search.selection import (
+    NoEligibleError,
+    choose,
+    elbow,
+    failure_hints,
+    rank_key,
+    score_candidates,
+    weak_reasons,
+)
 from apg.search.silhouettes import silhouette_many
 from apg.search.trees_worker import TreeJobs
 
@@ -288,10 +296,11 @@ def _search(X: np.ndarray, cfg: SearchConfig, say: Progress) -> SearchResult:
         lines = "\n".join(
             f"  {c.key}: silhouette {c.silhouette:.3f}, rejected: {c.reason}" for c in best
         )
-        raise SearchError(
+        hints = "\n".join(f"- {h}" for h in failure_hints(candidates, len(X), cfg))
+        raise NoEligibleError(
             f"none of the {len(candidates)} candidates meets the selection rules. Best few:\n"
-            f"{lines}\nRelax search.min_cluster_share, search.max_noise_share or "
-            "search.max_clusters, or check the features"
+            f"{lines}\nWhat the leaderboard suggests:\n{hints}",
+            candidates,
         )
     winner.selected = True
     eps = winner.params.get("eps")

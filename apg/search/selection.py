@@ -8,6 +8,7 @@ import numpy as np
 from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score
 
 from apg.config import SearchConfig
+from apg.errors import SearchError
 from apg.search.candidates import Candidate, Progress
 from apg.search.silhouettes import silhouette_many
 from apg.search.stability import measure
@@ -185,3 +186,44 @@ def weak_reasons(winner: Candidate, cfg: SearchConfig) -> list[str]:
             "samples of the users, the groups come out differently"
         )
     return reasons
+
+
+class NoEligibleError(SearchError):
+    """No candidate meets the rules; carries the leaderboard so it can still be written."""
+
+    def __init__(self, message: str, candidates: list[Candidate]) -> None:
+        super().__init__(message)
+        self.candidates = candidates
+
+
+def failure_hints(candidates: list[Candidate], n: int, cfg: SearchConfig) -> list[str]:
+    """What to change, chosen from what the leaderboard shows. Never "allow smaller
+    clusters": that is how a run ends with 99% of users in one persona."""
+    hints = []
+    scored = [c for c in candidates if c.n_clusters >= 2]
+    tiny = [c for c in scored if c.min_cluster_share * n <= 2 or c.min_cluster_share < 0.01]
+    if scored and len(tiny) >= len(scored) / 2:
+        hints.append(
+            f"outliers dominate: {len(tiny)} of {len(scored)} candidates split off clusters of "
+            "one or two users (or under 1%). Pull in heavy tails before scaling "
+            "(preprocessing.transform: auto, or preprocessing.transforms: {column: winsorize}), "
+            "or remove those users"
+        )
+    sils = [c.choice_silhouette for c in scored if not math.isnan(c.choice_silhouette)]
+    if sils and max(sils) < cfg.weak_silhouette:
+        hints.append(
+            f"no structure: the best silhouette is {max(sils):.2f} (< {cfg.weak_silhouette}); "
+            "these features do not separate groups of users. Try fewer or other features"
+        )
+    noisy = [c for c in candidates if c.algorithm == "dbscan"]
+    if noisy and all(c.noise_share > cfg.max_noise_share for c in noisy):
+        hints.append(
+            "DBSCAN leaves more than search.max_noise_share as noise at every setting; its "
+            "density grid does not fit these data (search.dbscan: null drops it)"
+        )
+    if not hints:
+        hints.append(
+            "check the features: the candidates break the rules in different ways (see "
+            "candidates.csv and report.md for every rejection reason)"
+        )
+    return hints
