@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -85,6 +86,17 @@ class PreprocessingConfig(Strict):
     )
     skew_threshold: float = Field(1.0, gt=0)
     winsorize: tuple[float, float] = (0.01, 0.99)
+    # A clustering date (typed, or text that reads as dates) becomes days before this date;
+    # null: per column, the newest date in it (apg.prepare.dates). date_formats names the
+    # strptime format of a column's dates, overriding detection (e.g. "%m/%d/%Y").
+    reference_date: date | None = None
+    date_formats: dict[str, str] = Field(default_factory=dict)
+    # A text clustering column with more distinct values is an error: one-hot would add a
+    # sparse column per value (dates, ids and free text end up here).
+    max_categories: int = Field(30, ge=2)
+    # After encoding, a clustering column whose |Pearson r| with an earlier one reaches this
+    # is dropped from the matrix (one fact, counted once); null keeps every column.
+    redundancy_threshold: float | None = Field(0.98, gt=0, le=1)
 
     @field_validator("winsorize")
     @classmethod
@@ -92,6 +104,22 @@ class PreprocessingConfig(Strict):
         lo, hi = v
         if not 0 <= lo < hi <= 1:
             raise ValueError(f"winsorize quantiles [{lo}, {hi}] must satisfy 0 <= low < high <= 1")
+        return v
+
+    @field_validator("date_formats")
+    @classmethod
+    def _date_formats(cls, v: dict[str, str]) -> dict[str, str]:
+        probe = datetime(2001, 2, 3, 4, 5, 6)
+        for col, fmt in v.items():
+            try:
+                ok = "%" in fmt and datetime.strptime(probe.strftime(fmt), fmt).year == 2001
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ValueError(
+                    f"date_formats: {fmt!r} for column {col!r} is not a strptime format with "
+                    "a year, e.g. '%d-%m-%Y'"
+                )
         return v
 
     @field_validator("pca", mode="before")
@@ -140,6 +168,10 @@ class DbscanGrid(Strict):
     eps_quantiles: list[Annotated[float, Field(gt=0, lt=1)]] = Field(
         default_factory=lambda: [0.7, 0.75, 0.8, 0.85, 0.9, 0.93, 0.96, 0.98], min_length=1
     )
+    # The neighbour pass holds every pair within the largest eps (about 24 bytes a pair at
+    # its peak): an eps whose estimated pairs exceed this is skipped, with a progress line.
+    # Such an eps joins most users into one cluster anyway. null: no limit.
+    max_pairs: int | None = Field(25_000_000, ge=1)
 
 
 class StabilityConfig(Strict):

@@ -180,6 +180,9 @@ def run(
         if prepared.transforms:
             names = ", ".join(f"{t['column']} ({t['transform']})" for t in prepared.transforms)
             say(f"prepare: transformed {len(prepared.transforms)} skewed column(s): {names}")
+        if prepared.redundant:
+            names = ", ".join(f"{r['column']} (= {r['kept']})" for r in prepared.redundant)
+            say(f"prepare: dropped {len(prepared.redundant)} repeated column(s): {names}")
     with timer.stage("search"):
         result = search_matrix(matrix, config.search, say)
         w = result.winner

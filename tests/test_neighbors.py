@@ -250,3 +250,16 @@ def test_kdistance_eps_grid_drops_zero_distances() -> None:
     grid = kdistance_eps_grid(X, [2, 4], [0.5, 1.0])
     assert grid[2] == []
     assert grid[4] == [1.0]
+
+
+@pytest.mark.parametrize("rows", [1, 7, 64])
+def test_dbscan_brute_force_in_query_chunks_identical_to_sklearn(
+    rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The >15-feature path queries a chunk of rows at a time (memory); distances within ulps
+    # of an eps (the data's own distances +-1 ulp are in the grid) are still DBSCAN's.
+    from apg.search import neighbors as module
+
+    monkeypatch.setattr(module, "_QUERY_ROWS", rows)
+    X = DATASETS["wide20d"]
+    _assert_same_as_dbscan(X, _eps_values(X), [1, 3, 5])

@@ -340,8 +340,9 @@ def test_run_search_none_eligible_lists_best_few_and_why() -> None:
     assert str(info.value) == (
         "none of the 2 candidates meets the selection rules. Best few:\n"
         f"{lines}\n"
-        "Relax search.min_cluster_share, search.max_noise_share or search.max_clusters, "
-        "or check the features"
+        "What the leaderboard suggests:\n"
+        "- check the features: the candidates break the rules in different ways (see "
+        "candidates.csv and report.md for every rejection reason)"
     )
 
 

@@ -176,7 +176,7 @@ def test_failed_run_is_recorded_with_its_error(store: Store) -> None:
     (run,) = store.runs()
     assert run["status"] == "failed" and run["finished_at"]
     detail = store.run(run["id"])
-    assert "SearchError: none of the" in detail["error"]
+    assert "NoEligibleError: none of the" in detail["error"]
     assert detail["personas"] == [] and detail["candidates"] == []
     with pytest.raises(NotFoundError, match="no successful run yet"):
         store.run("latest")

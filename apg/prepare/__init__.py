@@ -1,5 +1,7 @@
-"""Preparation: the rows and columns by role (``features``) and the clustering matrix
-(``preprocessing``: imputation, encoding, scaling, PCA), whole or a column at a time.
+"""Preparation: the rows and columns by role (``features``; dates as days, ``dates``) and the
+clustering matrix (``preprocessing``: imputation, transforms, scaling, flags, one-hot encoding,
+redundant columns, PCA; the encodings' rules in ``encoding``), whole or a column at a time
+(``columnwise``).
 
 Produces a :class:`~apg.prepare.preprocessing.Prepared`. May import: errors, sources, config.
 """

@@ -3,6 +3,13 @@
 Behavioral and attitudinal columns are clustered; demographic columns only describe clusters
 afterwards; the id is never a feature. Type problems are reported, never coerced silently.
 
+A clustering column is read as one of: numbers; numbers stored as text (used as numbers, with a
+warning); dates (typed, named in ``preprocessing.date_formats``, or text that reads as dates:
+clustered as days before a reference date, with a warning; rules in :mod:`apg.prepare.dates`);
+text categories (at most ``preprocessing.max_categories`` distinct values, else an error). A
+clustering column with exactly two distinct values (as numbers, days or text) is also listed in
+``FeatureFrame.binary``: its values are kept √2 apart (:mod:`apg.prepare.encoding`).
+
 A table larger than memory is checked one column at a time (:func:`select_features_by_column`);
 its frame reads columns on demand (:class:`LazyRaw`) and classifies them as the in-memory path.
 """
@@ -13,13 +20,14 @@ import warnings
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 import numpy as np
 import pandas as pd
 
-from apg.config import FeaturesConfig
+from apg.config import FeaturesConfig, PreprocessingConfig
 from apg.errors import DataError, listing
+from apg.prepare.dates import DateRule, date_news, find_dates, looks_like_dates, rule_for
 
 MIN_ROWS = 10
 
@@ -45,8 +53,8 @@ class Columns(Protocol):
 
 class LazyRaw:
     """``FeatureFrame.raw`` of a table read column by column. Every access reads the column
-    again (a whole column is never kept), converts numbers stored as text as
-    :func:`select_features` does and applies the row mask ``keep``."""
+    again (a whole column is never kept), converts numbers stored as text and dates (to days,
+    by ``dates``) as :func:`select_features` does and applies the row mask ``keep``."""
 
     def __init__(
         self,
@@ -54,6 +62,7 @@ class LazyRaw:
         dtypes: dict[str, Any],
         converted: Collection[str] = (),
         keep: np.ndarray | None = None,
+        dates: dict[str, DateRule] | None = None,
     ) -> None:
         self._source = source
         # The dtype of each whole column, in raw's order. A batch of rows can read as another
@@ -61,6 +70,7 @@ class LazyRaw:
         # batch's dtype decides its transform, so rows are given the whole column's.
         self._dtypes = dtypes
         self._converted = frozenset(converted)
+        self._dates = dict(dates or {})
         self._keep = keep
         self._len = source.num_rows if keep is None else int(np.count_nonzero(keep))
 
@@ -115,7 +125,7 @@ class LazyRaw:
             combined = self._keep.copy()
             combined[self._keep] = mask
             mask = combined
-        return LazyRaw(self._source, self._dtypes, self._converted, mask)
+        return LazyRaw(self._source, self._dtypes, self._converted, mask, self._dates)
 
     @cached_property
     def _kept(self) -> np.ndarray:
@@ -126,6 +136,8 @@ class LazyRaw:
     def _as_raw(self, col: str, values: pd.Series) -> pd.Series:
         if col in self._converted:
             values = _as_number(values)
+        elif col in self._dates:
+            values = self._dates[col].days(values)
         dtype = self._dtypes[col]
         return values if values.dtype == dtype else values.astype(dtype)
 
@@ -145,6 +157,10 @@ class FeatureFrame:
     dropped_columns: list[str] = field(default_factory=list)
     # Never clustered; described per persona against everyone (rates, means). In ``raw``.
     outcome: list[str] = field(default_factory=list)
+    # Clustering columns with exactly two values (numeric or categorical above): one flag each.
+    binary: list[str] = field(default_factory=list)
+    # Clustering dates (in numeric_features; ``raw`` holds days before the rule's reference).
+    dates: dict[str, DateRule] = field(default_factory=dict)
 
     @property
     def features(self) -> list[str]:
@@ -199,12 +215,24 @@ def _as_number(s: pd.Series) -> pd.Series:
     return pd.to_numeric(s.astype("string").str.strip(), errors="coerce")
 
 
-_Kind = Literal["numeric", "numbers as text", "categorical"]
+_Kind = Literal["numeric", "numbers as text", "date", "categorical"]
+
+
+class _Read(NamedTuple):
+    """How a clustering column is used: its kind, its date rule, whether it is two-valued."""
+
+    kind: _Kind
+    rule: DateRule | None = None
+    binary: bool = False
 
 
 def _classify(
-    s: pd.Series, col: str, degenerate: Literal["error", "drop"], origin: str
-) -> _Kind | None:
+    s: pd.Series,
+    col: str,
+    degenerate: Literal["error", "drop"],
+    origin: str,
+    settings: PreprocessingConfig,
+) -> _Read | None:
     """How clustering column ``col`` (values ``s``) is used; None when it is dropped."""
     if s.isna().all():
         problem = "is entirely missing"
@@ -223,24 +251,49 @@ def _classify(
             f"{origin}: column {col!r} {problem} and cannot separate users; remove it from "
             "features or set preprocessing.degenerate_columns: drop"
         )
-    if _is_numeric(s):
-        return "numeric"
+    forced = settings.date_formats.get(col)
+    if forced is None and _is_numeric(s):
+        return _Read("numeric", binary=s.nunique(dropna=True) == 2)
     present = s.dropna()
-    as_numbers = pd.to_numeric(present.astype(str).str.strip(), errors="coerce")
-    if as_numbers.notna().all():
-        # Numbers stored as text (JSON, SQL text columns): cluster them as numbers, and say so.
-        warnings.warn(
-            f"{origin}: column {col!r} holds numbers stored as text; using them as numbers",
-            stacklevel=4,
-        )
-        return "numbers as text"
+    if forced is None:
+        as_numbers = pd.to_numeric(present.astype(str).str.strip(), errors="coerce")
+        if as_numbers.notna().all():
+            # Numbers stored as text (JSON, SQL text columns): cluster them as numbers, and say so.
+            warnings.warn(
+                f"{origin}: column {col!r} holds numbers stored as text; using them as numbers",
+                stacklevel=4,
+            )
+            return _Read("numbers as text", binary=as_numbers.nunique() == 2)
+    found = find_dates(s, forced)
+    if found is not None:
+        if found.stamps.isna().all():
+            raise DataError(
+                f"{origin}: column {col!r}: no value reads as a date in format {forced!r} "
+                f"(preprocessing.date_formats), e.g. {found.example!r}; fix the format"
+            )
+        rule = rule_for(found, settings.reference_date)
+        warnings.warn(f"{origin}: column {col!r} {date_news(found, rule)}", stacklevel=4)
+        return _Read("date", rule, binary=found.stamps.nunique() == 2)
     looks, example = _looks_numeric(s)
     if looks:
         raise DataError(
             f"{origin}: column {col!r} is numeric but has non-numeric text, e.g. {example!r}; "
             "clean the value or mark it missing"
         )
-    return "categorical"
+    distinct = present.astype("string").nunique()
+    if distinct > settings.max_categories:
+        raise DataError(
+            f"{origin}: column {col!r} has {distinct:,} distinct values, more than "
+            f"preprocessing.max_categories ({settings.max_categories}): one-hot encoding would "
+            "add a column per value. Drop it from the clustering columns, list it as "
+            "demographic, or raise preprocessing.max_categories"
+            + (
+                "; if it holds dates, give its format in preprocessing.date_formats"
+                if looks_like_dates(present)
+                else ""
+            )
+        )
+    return _Read("categorical", binary=distinct == 2)
 
 
 def _select(
@@ -251,11 +304,13 @@ def _select(
     features: FeaturesConfig,
     degenerate: Literal["error", "drop"],
     origin: str,
-    make_raw: Callable[[list[str], list[str]], pd.DataFrame | LazyRaw],
+    make_raw: Callable[[list[str], list[str], dict[str, DateRule]], pd.DataFrame | LazyRaw],
+    settings: PreprocessingConfig | None,
 ) -> FeatureFrame:
     """The checks and roles of :func:`select_features`, reading each column once through
-    ``column``; ``make_raw(columns, converted)`` builds ``raw`` (``converted``: the columns
-    of numbers stored as text)."""
+    ``column``; ``make_raw(columns, converted, dates)`` builds ``raw`` (``converted``: the
+    columns of numbers stored as text; ``dates``: the date columns' rules)."""
+    settings = settings or PreprocessingConfig()
     names = list(names)
     if id_column not in names:
         raise DataError(
@@ -293,9 +348,16 @@ def _select(
             f"{origin}: {num_rows} row(s) is too few to cluster; at least {MIN_ROWS} are needed"
         )
 
-    kinds: dict[str, _Kind | None] = {}
+    unknown = [c for c in settings.date_formats if c not in features.clustering]
+    if unknown:
+        raise DataError(
+            f"preprocessing.date_formats: {listing(unknown)} not among the clustering columns "
+            f"{listing(features.clustering)}; only clustered dates are read as dates"
+        )
+    reads: dict[str, _Read | None] = {}
     for col in features.clustering:  # a loop, not a comprehension: warnings' stacklevel
-        kinds[col] = _classify(column(col), col, degenerate, origin)
+        reads[col] = _classify(column(col), col, degenerate, origin, settings)
+    kinds = {c: None if read is None else read.kind for c, read in reads.items()}
     dropped = [c for c, kind in kinds.items() if kind is None]
     behavioral = [c for c in features.behavioral if c not in dropped]
     attitudinal = [c for c in features.attitudinal if c not in dropped]
@@ -310,17 +372,20 @@ def _select(
         column(col)  # read once: a column-wise raw learns each column's dtype here
     cols = [*behavioral, *attitudinal, *features.demographic, *features.outcome]
     converted = [c for c, kind in kinds.items() if kind == "numbers as text"]
+    dates = {c: read.rule for c, read in reads.items() if read is not None and read.rule}
     return FeatureFrame(
         ids=ids.reset_index(drop=True),
-        raw=make_raw(cols, converted),
+        raw=make_raw(cols, converted, dates),
         behavioral=behavioral,
         attitudinal=attitudinal,
         demographic=list(features.demographic),
-        numeric_features=[c for c, kind in kinds.items() if kind in ("numeric", "numbers as text")],
+        numeric_features=[c for c, kind in kinds.items() if kind not in (None, "categorical")],
         categorical_features=[c for c, kind in kinds.items() if kind == "categorical"],
         numeric_demographics=numeric_demo,
         dropped_columns=dropped,
         outcome=list(features.outcome),
+        binary=[c for c, read in reads.items() if read is not None and read.binary],
+        dates=dates,
     )
 
 
@@ -331,17 +396,30 @@ def select_features(
     *,
     degenerate: Literal["error", "drop"] = "error",
     origin: str = "the data",
+    preprocessing: PreprocessingConfig | None = None,
 ) -> FeatureFrame:
-    """Validate roles against ``table`` and return the frame the pipeline clusters."""
+    """Validate roles against ``table`` and return the frame the pipeline clusters.
+    ``preprocessing`` gives ``max_categories``, ``date_formats`` and ``reference_date``
+    (default: the defaults of :class:`~apg.config.PreprocessingConfig`)."""
 
-    def raw(cols: list[str], converted: list[str]) -> pd.DataFrame:
+    def raw(cols: list[str], converted: list[str], dates: dict[str, DateRule]) -> pd.DataFrame:
         picked = table[cols]
-        if converted:
-            picked = picked.assign(**{c: _as_number(table[c]) for c in converted})
+        changed = {c: _as_number(table[c]) for c in converted}
+        changed.update({c: rule.days(table[c]) for c, rule in dates.items()})
+        if changed:
+            picked = picked.assign(**changed)
         return picked.reset_index(drop=True)
 
     return _select(
-        table.columns, len(table), table.__getitem__, id_column, features, degenerate, origin, raw
+        table.columns,
+        len(table),
+        table.__getitem__,
+        id_column,
+        features,
+        degenerate,
+        origin,
+        raw,
+        preprocessing,
     )
 
 
@@ -352,6 +430,7 @@ def select_features_by_column(
     *,
     degenerate: Literal["error", "drop"] = "error",
     origin: str = "the data",
+    preprocessing: PreprocessingConfig | None = None,
 ) -> FeatureFrame:
     """:func:`select_features` for a table read one column at a time: the same checks,
     errors, warnings and roles; ``raw`` is a :class:`LazyRaw` over ``columns``."""
@@ -362,10 +441,11 @@ def select_features_by_column(
         dtypes[name] = values.dtype
         return values
 
-    def raw(cols: list[str], converted: list[str]) -> LazyRaw:
+    def raw(cols: list[str], converted: list[str], dates: dict[str, DateRule]) -> LazyRaw:
         for col in converted:  # read again rather than keep the whole converted column
             dtypes[col] = _as_number(columns.column(col)).dtype
-        return LazyRaw(columns, {c: dtypes[c] for c in cols}, converted)
+        dtypes.update({col: np.dtype(np.float64) for col in dates})  # days
+        return LazyRaw(columns, {c: dtypes[c] for c in cols}, converted, dates=dates)
 
     return _select(
         columns.names,
@@ -376,4 +456,5 @@ def select_features_by_column(
         degenerate,
         origin,
         raw,
+        preprocessing,
     )

@@ -127,16 +127,28 @@ def prepare_table(table: SourceTable, config: Config) -> Prepared:
             config.features,
             degenerate=config.preprocessing.degenerate_columns,
             origin=origin,
+            preprocessing=config.preprocessing,
         )
-        return prepare_by_column(frame, config.preprocessing, seed=config.search.seed)
+        return prepare_by_column(
+            frame,
+            config.preprocessing,
+            seed=config.search.seed,
+            min_cluster_share=config.search.min_cluster_share,
+        )
     frame = select_features(
         table.frame,
         config.id_column,
         config.features,
         degenerate=config.preprocessing.degenerate_columns,
         origin=origin,
+        preprocessing=config.preprocessing,
     )
-    return prepare(frame, config.preprocessing, seed=config.search.seed)
+    return prepare(
+        frame,
+        config.preprocessing,
+        seed=config.search.seed,
+        min_cluster_share=config.search.min_cluster_share,
+    )
 
 
 def matrix_of(prepared: Prepared) -> Matrix:

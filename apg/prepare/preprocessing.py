@@ -1,7 +1,11 @@
 """Turn the clustering columns into the matrix the algorithms see.
 
-Only configured transforms are applied: imputation, one-hot encoding of categorical columns,
-one scaler, optional PCA. No silent log transforms or clipping.
+Steps, in order: the date rules (:class:`~apg.prepare.encoding.DateDays`, only when a
+clustering column holds dates; the rows hold days already); per column, numbers imputed,
+transformed (when configured) and scaled, two-valued numbers as flags of their rarer value,
+text (two-valued too) one-hot encoded; redundant columns dropped
+(:class:`~apg.prepare.encoding.DropColumns`, only when some are); optional PCA. The rules are
+in :mod:`apg.prepare.encoding`. No silent log transforms or clipping.
 
 A table read one column at a time (a streamed run) is fitted by :func:`prepare_by_column` to
 the same transformer as :func:`prepare` would fit on the whole table.
@@ -13,16 +17,35 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, clone
+from sklearn.base import BaseEstimator
 from sklearn.compose import ColumnTransformer
 from sklearn.decomposition import PCA
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, RobustScaler, StandardScaler
-from sklearn.utils.validation import FLOAT_DTYPES, check_array
 
 from apg.config import PreprocessingConfig
 from apg.errors import DataError, listing
+from apg.prepare.columnwise import (
+    Streamed,
+    fit_columns,
+    matrix_parts,
+    with_text,
+)
+from apg.prepare.columnwise import fit_by_column as _fit_by_column
+from apg.prepare.columnwise import fit_imputer as _fit_imputer  # noqa: F401 (tests use it)
+from apg.prepare.encoding import (
+    BinaryEncoder,
+    DateDays,
+    DropColumns,
+    describe_redundant,
+    flag_counts,
+    flag_report,
+    redundancy_rows,
+    redundant_columns,
+    warn_rare,
+    warn_redundant,
+)
 from apg.prepare.features import MIN_ROWS, FeatureFrame, LazyRaw
 from apg.prepare.transforms import SkewTransform
 
@@ -42,6 +65,13 @@ class Prepared:
     pca_variance: list[float] | None = None
     # Per transformed column: column, transform, skewness before and after (apg.prepare.transforms).
     transforms: list[dict[str, object]] = field(default_factory=list)
+    # Per two-valued clustering column: column, its rarer value, users and share holding it.
+    binary: list[dict[str, object]] = field(default_factory=list)
+    # Per matrix column dropped as a repeat: column, the column kept, their Pearson r.
+    redundant: list[dict[str, object]] = field(default_factory=list)
+    # Per clustering date column: column, unit, reference_date, reference (where it came from),
+    # format. FeatureFrame.raw holds those days, so profiles describe days too.
+    dates: list[dict[str, object]] = field(default_factory=list)
 
 
 TRANSFORM_CHUNK_ROWS = 100_000
@@ -57,191 +87,20 @@ def _transform_in_blocks(transformer: Pipeline, data: pd.DataFrame) -> np.ndarra
     return X
 
 
-class _Streamed:
-    """``prepare``'s ``data`` (the clustering columns, categorical values as text) of a
-    :class:`LazyRaw` frame, read a whole column or a few rows at a time, never whole."""
-
-    def __init__(self, frame: FeatureFrame) -> None:
-        assert isinstance(frame.raw, LazyRaw)
-        self._raw = frame.raw
-        self._features = frame.features
-        self._categorical = frame.categorical_features
-
-    def __len__(self) -> int:
-        return len(self._raw)
-
-    def __getitem__(self, col: str) -> pd.Series:
-        values = self._raw[col]
-        return _as_text(values) if col in self._categorical else values
-
-    def take(self, indices: np.ndarray) -> pd.DataFrame:
-        return _with_text(self._raw.rows(indices, self._features), self._categorical)
-
-
-def _fit_by_column(
-    transformer: Pipeline, data: pd.DataFrame | _Streamed, frame: FeatureFrame
-) -> bool:
-    """Fit ``transformer`` (no PCA) to the same state, bit for bit, as
-    ``transformer.fit(data)``, holding one column at a time instead of the whole matrix.
-
-    Returns False where per-column statistics could differ from a whole-frame fit; the caller
-    then fits the plain way, which replaces anything fitted here.
-    """
-    return _fit_columns(transformer, data, frame) is None
-
-
-def _fit_columns(
-    transformer: Pipeline, data: pd.DataFrame | _Streamed, frame: FeatureFrame
-) -> str | None:
-    """:func:`_fit_by_column`, reading each column of ``data`` once: the numeric imputer and
-    scaler are fitted column by column, the categorical imputer's fill values too (they need
-    every row); then the structure (columns, categories) is fitted on a few rows and given
-    those statistics. Returns None when fitted, else why a whole-frame fit is needed."""
-    numeric, categorical = frame.numeric_features, frame.categorical_features
-    unfitted = transformer.named_steps["columns"].transformers
-    steps = {name: pipe.named_steps for name, pipe, _cols in unfitted}
-    head = np.arange(min(2, len(data)))
-    picks = [head]  # rows that fit the same structure as all rows
-    per_column: dict[tuple[str, str], list[BaseEstimator]] = {}
-    if numeric:
-        if isinstance(data, pd.DataFrame):
-            # scikit-learn reduces the converted matrix along axis 0; those sums add up each
-            # column in one contiguous run (as a single column does) only when pandas hands
-            # it a column-major matrix, which is how pandas lays out its blocks.
-            probe = check_array(
-                data[numeric].iloc[:2],
-                dtype=FLOAT_DTYPES,
-                ensure_all_finite="allow-nan",
-                copy=True,
-                input_name="X",  # errors (an infinity) read as a whole-frame fit's
-            )  # also the dtype the whole frame converts to
-            if len(numeric) > 1 and not probe.flags.f_contiguous:
-                return "the numeric columns are laid out row by row"
-        else:
-            # A streamed table stands for a whole-table read, which pandas lays out
-            # column-major.
-            probe = check_array(
-                data.take(head)[numeric],
-                dtype=FLOAT_DTYPES,
-                ensure_all_finite="allow-nan",
-                input_name="X",
-            )
-        imputers = per_column["num", "impute"] = []
-        transforms: list[BaseEstimator] = []
-        if "transform" in steps["num"]:
-            per_column["num", "transform"] = transforms
-        scalers = per_column["num", "scale"] = []
-        for col in numeric:
-            values = data[col]
-            present = values.notna().to_numpy()
-            if not present.any():
-                # scikit-learn drops an all-missing column, with a warning per fit.
-                return f"column {col!r} is entirely missing"
-            picks.append(np.array([int(np.argmax(present))]))  # a value for the imputer
-            # In the dtype of the whole frame's matrix (a float32 column among float64 ones).
-            x = check_array(
-                values.to_frame(), dtype=probe.dtype, ensure_all_finite="allow-nan", input_name="X"
-            )
-            imputers.append(_fit_imputer(steps["num"]["impute"], x))
-            filled = imputers[-1].transform(x)
-            if "transform" in steps["num"]:
-                one = clone(steps["num"]["transform"]).set_params(columns=[col])
-                transforms.append(one.fit(filled))
-                filled = one.transform(filled)
-            scalers.append(clone(steps["num"]["scale"]).fit(filled))
-    if categorical:
-        fills = per_column["cat", "impute"] = []
-        for col in categorical:
-            values = data[col]
-            picks.append(np.flatnonzero(~values.duplicated().to_numpy()))  # one-hot sees all
-            # The most frequent category of every row; scikit-learn counts each column on its
-            # own, so one column at a time gives the same fill values.
-            fills.append(clone(steps["cat"]["impute"]).fit(values.to_frame()))
-    transformer.fit(data.take(np.unique(np.concatenate(picks))))
-    parts = transformer.named_steps["columns"].named_transformers_
-    for (part, step), fitted in per_column.items():
-        columns = numeric if part == "num" else categorical
-        problem = _install(parts[part].named_steps[step], fitted, columns)
-        if problem:
-            return problem
-    return None
-
-
-def _fit_imputer(imputer: BaseEstimator, x: np.ndarray) -> BaseEstimator:
-    """``clone(imputer).fit(x)`` for one column. scikit-learn's median sorts a masked array
-    (0.9 s of the 1M-row run); the same two middle order statistics come from a partition,
-    halved the way ``np.ma.median`` does, so the statistic is bit for bit the same."""
-    fitted = clone(imputer)
-    if fitted.strategy != "median" or x.dtype != np.float64:
-        return fitted.fit(x)
-    values = x[:, 0][~np.isnan(x[:, 0])]
-    if not values.size:
-        return fitted.fit(x)
-    # Fitted on one present value for the fitted state, then given the median of all rows.
-    fitted.fit(values[:1, None])
-    fitted.statistics_ = np.array([_median(values)])
-    return fitted
-
-
-def _median(values: np.ndarray) -> float:
-    """``np.ma.median`` of present values: (low + high) / 2 of the middle pair, where low is
-    high for an odd count."""
-    half = values.size // 2
-    if values.size % 2:
-        low = high = np.partition(values, half)[half]
-    else:
-        parts = np.partition(values, [half - 1, half])
-        low, high = parts[half - 1], parts[half]
-    return float(np.true_divide(np.add(low, high), 2.0))
-
-
-def _install(
-    target: BaseEstimator, per_column: list[BaseEstimator], columns: list[str]
-) -> str | None:
-    """Give ``target`` (fitted on the structure rows) the fitted state of ``per_column``,
-    one estimator fitted on each of its ``columns``: per-feature arrays are joined, counts
-    taken over; names and feature counts stay the structure fit's. Says which column's count
-    disagrees, if one does."""
-    for name, value in list(vars(target).items()):
-        if not name.endswith("_") or name in ("n_features_in_", "feature_names_in_"):
-            continue
-        values = [vars(e)[name] for e in per_column]
-        if isinstance(value, np.ndarray) and value.shape == (len(per_column),):
-            setattr(target, name, np.concatenate(values))
-        elif value is not None:
-            # A count such as n_samples_seen_: the same for every column unless some column
-            # had missing values, which imputation rules out before the scaler.
-            for col, v in zip(columns, values, strict=True):
-                if not np.array_equal(v, values[0]):
-                    return f"column {col!r} has another {name} than {columns[0]!r}"
-            setattr(target, name, values[0])
-    return None
-
-
-def _as_text(values: pd.Series) -> pd.Series:
-    """Categorical values compared as text, so mixed types (1 and "1") do not split."""
-    return values.astype("string").astype(object).where(values.notna(), np.nan)
-
-
-def _with_text(features: pd.DataFrame, categorical: list[str]) -> pd.DataFrame:
-    """``features`` with the ``categorical`` columns as text (see :func:`_as_text`)."""
-    # Copy-on-write: replacing a column never touches the user's frame, so no deep copy.
-    return features.assign(**{c: _as_text(features[c]) for c in categorical})
-
-
 def build_transformer(frame: FeatureFrame, config: PreprocessingConfig, seed: int) -> Pipeline:
     strategy = "mean" if config.missing == "impute_mean" else "median"
+    numeric, binary, categorical = matrix_parts(frame)
+    _check_transforms(frame, config)
     parts = []
-    if frame.numeric_features:
-        _check_transforms(frame, config)
+    if numeric:
         steps: list[tuple[str, BaseEstimator]] = [("impute", SimpleImputer(strategy=strategy))]
         if config.transform == "auto" or config.transforms:
-            steps.append(("transform", _skew_transform(frame.numeric_features, config)))
+            steps.append(("transform", _skew_transform(numeric, config)))
         steps.append(("scale", _SCALERS[config.scaling]()))
-        parts.append(("num", Pipeline(steps), frame.numeric_features))
-    else:
-        _check_transforms(frame, config)
-    if frame.categorical_features:
+        parts.append(("num", Pipeline(steps), numeric))
+    if binary:
+        parts.append(("bin", Pipeline([("flag", BinaryEncoder(columns=binary))]), binary))
+    if categorical:
         parts.append(
             (
                 "cat",
@@ -251,12 +110,13 @@ def build_transformer(frame: FeatureFrame, config: PreprocessingConfig, seed: in
                         ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
                     ]
                 ),
-                frame.categorical_features,
+                categorical,
             )
         )
-    chain: list[tuple[str, object]] = [
-        ("columns", ColumnTransformer(parts, verbose_feature_names_out=False))
-    ]
+    chain: list[tuple[str, object]] = []
+    if frame.dates:
+        chain.append(("dates", DateDays({c: r.to_dict() for c, r in frame.dates.items()})))
+    chain.append(("columns", ColumnTransformer(parts, verbose_feature_names_out=False)))
     if config.pca is not None:
         chain.append(("pca", PCA(n_components=config.pca, random_state=seed)))
     return Pipeline(chain)
@@ -273,15 +133,17 @@ def _skew_transform(columns: list[str], config: PreprocessingConfig) -> SkewTran
 
 
 def _check_transforms(frame: FeatureFrame, config: PreprocessingConfig) -> None:
-    """A per-column transform must name a numeric clustering column."""
+    """A per-column transform must name a numeric clustering column with over two values."""
+    numeric = matrix_parts(frame)[0]
     for col in config.transforms:
-        if col in frame.numeric_features:
+        if col in numeric:
             continue
-        what = (
-            "a text column (transforms apply to numbers)"
-            if col in frame.categorical_features
-            else "not a clustering column"
-        )
+        if col in frame.categorical_features:
+            what = "a text column (transforms apply to numbers)"
+        elif col in frame.binary:
+            what = "a two-valued column (clustered as a flag; transforms apply to numbers)"
+        else:
+            what = "not a clustering column"
         raise DataError(
             f"preprocessing.transforms: {col!r} is {what}; numeric clustering columns are "
             f"{listing(frame.numeric_features)}"
@@ -306,10 +168,74 @@ def _check_complete_rows(kept: int, rows: int) -> None:
 
 
 def _column_names(transformer: Pipeline) -> list[str]:
-    return [str(c) for c in transformer[:1].get_feature_names_out()]
+    """Names of the matrix columns before PCA (after the redundant ones are dropped)."""
+    return [str(c) for c in _encoding(transformer, drop=True).get_feature_names_out()]
 
 
-def prepare(frame: FeatureFrame, config: PreprocessingConfig, seed: int = 0) -> Prepared:
+def _encoding(transformer: Pipeline, drop: bool = False) -> Pipeline:
+    """The steps up to the encoded columns (and with ``drop``, the redundant step): a
+    pipeline sharing ``transformer``'s estimators, so fitting it fits them."""
+    names = [name for name, _ in transformer.steps]
+    last = "redundant" if drop and "redundant" in names else "columns"
+    return transformer[: names.index(last) + 1]
+
+
+def _drop_redundant(
+    transformer: Pipeline, sample_X: np.ndarray, config: PreprocessingConfig
+) -> list[dict[str, object]]:
+    """Find the redundant columns of the encoded sample rows; when there are, add the step
+    that drops them after "columns" (fitted). Returns what was dropped, and warns."""
+    if config.redundancy_threshold is None:
+        return []
+    found = redundant_columns(sample_X, config.redundancy_threshold, _sources(transformer))
+    if not found:
+        return []
+    report = describe_redundant(found, _column_names(transformer))
+    step = DropColumns(sorted(j for j, _, _ in found)).fit(sample_X[:1])
+    transformer.steps.insert(
+        [n for n, _ in transformer.steps].index("columns") + 1, ("redundant", step)
+    )
+    warn_redundant(report, config.redundancy_threshold, stacklevel=3)
+    return report
+
+
+def _sources(transformer: Pipeline) -> list[str]:
+    """The table column behind each encoded matrix column (before any is dropped)."""
+    sources: list[str] = []
+    for name, part, cols in transformer.named_steps["columns"].transformers_:
+        if name == "cat":
+            for col, cats in zip(cols, part.named_steps["onehot"].categories_, strict=True):
+                sources += [str(col)] * len(cats)
+        elif name != "remainder":
+            sources += [str(c) for c in cols]
+    return sources
+
+
+def _report(
+    frame: FeatureFrame,
+    counts: dict[str, tuple[object, int, object]],
+    min_cluster_share: float | None,
+) -> dict[str, list[dict[str, object]]]:
+    """The two-valued columns and dates, for Prepared; warns of rare values."""
+    flags = flag_report({c: counts[c] for c in frame.binary}, len(frame.ids))
+    if min_cluster_share is not None:
+        warn_rare(flags, min_cluster_share, stacklevel=3)
+    return {
+        "binary": flags,
+        "dates": [rule.describe(col) for col, rule in frame.dates.items()],
+    }
+
+
+def prepare(
+    frame: FeatureFrame,
+    config: PreprocessingConfig,
+    seed: int = 0,
+    *,
+    min_cluster_share: float | None = None,
+) -> Prepared:
+    """Fit the preprocessing on ``frame`` and build the clustering matrix. With
+    ``min_cluster_share`` (search.min_cluster_share), a two-valued column whose rarer value
+    covers fewer users is warned about."""
     if isinstance(frame.raw, LazyRaw):
         raise TypeError("prepare needs the whole table; use prepare_by_column for a LazyRaw")
     features = frame.raw[frame.features]
@@ -327,17 +253,28 @@ def prepare(frame: FeatureFrame, config: PreprocessingConfig, seed: int = 0) -> 
         imputed = {str(c): int(n) for c, n in missing.sum().items() if n}
 
     # Categorical values are compared as text so mixed types (e.g. 1 and "1") do not split.
-    data = _with_text(features, frame.categorical_features)
+    data = with_text(features, frame.categorical_features)
     transformer = build_transformer(frame, config, seed)
+    encoding = _encoding(transformer)
+    sample = redundancy_rows(len(data), seed)
     try:
         if config.pca is None and len(data) > TRANSFORM_CHUNK_ROWS:
             # Fit column by column, then transform in blocks into one matrix: a plain fit
             # holds several full-size copies (converted, imputed, scaled, stacked).
             if not _fit_by_column(transformer, data, frame):
-                transformer.fit(data)
+                encoding.fit(data)
+            sample_X = np.asarray(encoding.transform(data.iloc[sample]), dtype=np.float64)
+            redundant = _drop_redundant(transformer, sample_X, config)
             X = _transform_in_blocks(transformer, data)
         else:
-            X = np.asarray(transformer.fit_transform(data), dtype=np.float64)
+            X = np.asarray(encoding.fit_transform(data), dtype=np.float64)
+            redundant = _drop_redundant(
+                transformer, X if len(sample) == len(X) else X[sample], config
+            )
+            if "redundant" in transformer.named_steps:
+                X = transformer.named_steps["redundant"].transform(X)
+            if config.pca is not None:
+                X = np.asarray(transformer.named_steps["pca"].fit_transform(X), dtype=np.float64)
     except ValueError as exc:
         raise DataError(f"preprocessing failed: {exc}") from None
     columns = _column_names(transformer)
@@ -355,14 +292,22 @@ def prepare(frame: FeatureFrame, config: PreprocessingConfig, seed: int = 0) -> 
         imputed=imputed,
         pca_variance=pca_variance,
         transforms=transforms_of(transformer),
+        redundant=redundant,
+        **_report(frame, {c: flag_counts(data[c]) for c in frame.binary}, min_cluster_share),
     )
 
 
-def prepare_by_column(frame: FeatureFrame, config: PreprocessingConfig, seed: int = 0) -> Prepared:
+def prepare_by_column(
+    frame: FeatureFrame,
+    config: PreprocessingConfig,
+    seed: int = 0,
+    *,
+    min_cluster_share: float | None = None,
+) -> Prepared:
     """:func:`prepare` for a frame of :func:`~apg.prepare.features.select_features_by_column`, read
-    one column at a time. ``transformer``, ``columns``, ``rows_dropped``, ``imputed`` and
-    ``frame`` (after ``drop_rows``, still lazy) are those ``prepare`` gives for the whole
-    table; ``transform`` of any rows is ``prepare``'s, bit for bit.
+    one column at a time. ``transformer``, ``columns``, ``rows_dropped``, ``imputed``,
+    ``frame`` (after ``drop_rows``, still lazy), the reports and warnings are those ``prepare``
+    gives for the whole table; ``transform`` of any rows is ``prepare``'s, bit for bit.
 
     ``X`` is not built (it would hold every row): it is an empty ``(0, len(columns))``
     array. Transform batches of rows instead: ``transform(prepared,
@@ -390,10 +335,14 @@ def prepare_by_column(frame: FeatureFrame, config: PreprocessingConfig, seed: in
         imputed = {col: n for col, n in missing.items() if n}
 
     transformer = build_transformer(frame, config, seed)
+    streamed = Streamed(frame, redundancy_rows(len(frame.raw), seed))
     try:
         # prepare fits the plain way up to TRANSFORM_CHUNK_ROWS rows and column by column
         # above; on a column-major table (as readers build them) both reach this state.
-        problem = _fit_columns(transformer, _Streamed(frame), frame)
+        problem = fit_columns(transformer, streamed, frame)
+        if not problem:
+            sample_X = _encoding(transformer).transform(streamed.sample())
+            redundant = _drop_redundant(transformer, np.asarray(sample_X, np.float64), config)
     except ValueError as exc:
         raise DataError(f"preprocessing failed: {exc}") from None
     if problem:
@@ -410,15 +359,18 @@ def prepare_by_column(frame: FeatureFrame, config: PreprocessingConfig, seed: in
         rows_dropped=rows_dropped,
         imputed=imputed,
         transforms=transforms_of(transformer),
+        redundant=redundant,
+        **_report(frame, streamed.counts, min_cluster_share),
     )
 
 
 def transform(prepared: Prepared, table: pd.DataFrame) -> np.ndarray:
-    """Apply the fitted transform to new rows (same columns) for assignment, or to a batch
-    of a streamed run's rows.
+    """Apply the fitted transform to rows as ``FeatureFrame.raw`` holds them (a batch of a
+    streamed run's rows; dates as days, though text dates are read too). New users in their
+    raw form go through the stored model (``apg.search.model_io``).
 
     Row-major, as ``prepare``'s X: a transform of numeric columns alone comes out
     column-major, and distances and sums over a matrix depend on its layout in the last bit.
     """
-    data = _with_text(table[prepared.frame.features], prepared.frame.categorical_features)
+    data = with_text(table[prepared.frame.features], prepared.frame.categorical_features)
     return np.ascontiguousarray(prepared.transformer.transform(data), dtype=np.float64)

@@ -90,6 +90,27 @@ def render_report(result: RunResult) -> str:
     ]
     if prep.imputed:
         lines.append("- Imputed values: " + ", ".join(f"{k} {v}" for k, v in prep.imputed.items()))
+    for d in prep.dates:
+        lines.append(
+            f"- {_md(str(d['column']))}: dates, clustered as {d['unit']} {d['reference_date']} "
+            f"({d['reference']})"
+        )
+    if prep.binary:
+        lines.append(
+            "- Two-valued columns (rarer value, users): "
+            + ", ".join(
+                f"{_md(str(b['column']))} ({_md(str(b['value']))}, {b['users']:,})"
+                for b in prep.binary
+            )
+        )
+    if prep.redundant:
+        lines.append(
+            "- Dropped as repeats of another column: "
+            + ", ".join(
+                f"{_md(str(r['column']))} (kept {_md(str(r['kept']))}, r = {float(r['r']):.2f})"  # type: ignore[arg-type]
+                for r in prep.redundant
+            )
+        )
     if prep.transforms:
         lines.append(
             "- Transformed before scaling (profiles stay in raw units): "

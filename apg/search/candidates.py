@@ -17,7 +17,7 @@ from threadpoolctl import threadpool_limits
 
 from apg.config import DbscanGrid, SearchConfig
 from apg.search import kernels
-from apg.search.neighbors import DbscanNeighbors, kdistance_eps_grid
+from apg.search.neighbors import DbscanNeighbors, estimated_pairs, kdistance_eps_grid
 
 Progress = Callable[[str], None]
 
@@ -139,21 +139,36 @@ def dbscan_grid(X: np.ndarray, cfg: SearchConfig, progress: Progress) -> list[Ca
     # Its BLAS products are small blocks: a second BLAS thread only spins, and in exact mode
     # the other core is building trees.
     with threadpool_limits(limits=1):
-        groups = dbscan_candidates(X, cfg.dbscan)
+        groups = dbscan_candidates(X, cfg.dbscan, progress)
     for m, group in groups:
         out += group
         progress(f"search: dbscan min_samples={m}, {len(group)} eps values")
     return out
 
 
-def dbscan_candidates(X: np.ndarray, grid: DbscanGrid) -> list[tuple[int, list[Candidate]]]:
-    """Every (eps, min_samples) of the grid from one neighbour pass, grouped by min_samples."""
+def dbscan_candidates(
+    X: np.ndarray, grid: DbscanGrid, progress: Progress | None = None
+) -> list[tuple[int, list[Candidate]]]:
+    """Every (eps, min_samples) of the grid from one neighbour pass, grouped by min_samples;
+    an eps whose neighbourhoods would not fit ``grid.max_pairs`` is skipped."""
     start = time.perf_counter()
     if grid.eps == "auto":
         eps_by_m = kdistance_eps_grid(X, grid.min_samples, grid.eps_quantiles)
     else:
         eps_by_m = {m: sorted(grid.eps) for m in grid.min_samples}
     all_eps = sorted({e for eps in eps_by_m.values() for e in eps})
+    if all_eps and grid.max_pairs is not None:
+        estimates = estimated_pairs(X, all_eps)
+        fits = [e for e, pairs in zip(all_eps, estimates, strict=True) if pairs <= grid.max_pairs]
+        if len(fits) < len(all_eps) and progress is not None:
+            over = all_eps[len(fits)]
+            progress(
+                f"search: dbscan eps >= {over} skipped: about "
+                f"{estimates[len(fits)] / 1e6:,.0f}M neighbour pairs > "
+                f"search.dbscan.max_pairs={grid.max_pairs / 1e6:,.0f}M"
+            )
+        eps_by_m = {m: [e for e in eps if e in fits] for m, eps in eps_by_m.items()}
+        all_eps = fits
     if not all_eps:
         return []
     # Told every eps up front, it buckets the pairs once; the fits below ask for increasing

@@ -1,7 +1,8 @@
 """The fitted model of a run as plain data: JSON plus arrays, never pickle.
 
 A stored model holds everything needed to place a new user into one of a run's clusters: the
-fitted preprocessing (imputation values, scaler parameters, one-hot categories, PCA) and the
+fitted preprocessing (date rules, imputation values, transforms, scaler parameters, two-valued
+flags, one-hot categories, the redundant columns dropped, PCA) and the
 winner's assignment rule (:class:`apg.search.clusters.ClusterModel`: k-means centres, agglomerative
 cluster centroids, or DBSCAN core samples with eps). Arrays are base64 of ``np.save`` bytes
 written and read with ``allow_pickle=False``, so loading a model parses numbers and text and
@@ -24,7 +25,7 @@ from __future__ import annotations
 import base64
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -32,10 +33,15 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from apg.errors import DataError, StoreError, listing
+from apg.prepare.dates import DateRule
+from apg.prepare.encoding import FLAG_VALUE, is_value
 from apg.prepare.transforms import KINDS, apply_transforms
 from apg.search.clusters import ClusterModel
 
-FORMAT = 1
+# 2: dates, two-valued flags or dropped redundant columns (apg.prepare.encoding). A model
+# without them is written as format 1, which older apg versions read.
+FORMAT = 2
+FORMATS = (1, 2)
 
 
 def encode_array(array: np.ndarray) -> dict[str, str]:
@@ -79,10 +85,24 @@ class Preprocessing:
     # Per kept numeric column, between imputation and scaling (apg.prepare.transforms):
     # {"kinds": [...], "lambdas", "lower", "upper": arrays}; None: no transform step.
     transforms: dict[str, Any] | None = None
+    # Two-valued numeric columns: `flag_value` where a user has the column's rarer value
+    # (`binary_rare`; NaN: none), else 0. Between the numeric and the one-hot columns.
+    binary: list[str] = field(default_factory=list)
+    binary_rare: np.ndarray = field(default_factory=lambda: np.empty(0))
+    flag_value: float = FLAG_VALUE
+    # Date columns: DateRule.to_dict() each; read as days before the reference first.
+    dates: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    # Positions (in the encoded columns) of the redundant columns dropped before PCA.
+    drop: list[int] = field(default_factory=list)
 
     @property
     def features(self) -> list[str]:
-        return [*self.numeric, *self.categorical]
+        return [*self.numeric, *self.binary, *self.categorical]
+
+    @property
+    def format(self) -> int:
+        """1 unless the model needs what format 2 added."""
+        return 2 if self.binary or self.dates or self.drop else 1
 
     def transform(self, table: pd.DataFrame) -> np.ndarray:
         """The clustered-space rows of ``table`` (which holds at least :attr:`features`)."""
@@ -93,6 +113,8 @@ class Preprocessing:
                 f"columns are {listing(table.columns)}"
             )
         data = categorical_as_text(table[self.features], self.categorical)
+        for col, rule in self.dates.items():
+            data[col] = DateRule.from_dict(rule).days(data[col])
         blocks = []
         if self.numeric:
             try:
@@ -106,12 +128,19 @@ class Preprocessing:
                 t = self.transforms
                 num = apply_transforms(num, t["kinds"], t["lambdas"], t["lower"], t["upper"])
             blocks.append(self._scale(num))
+        if self.binary:
+            flags = np.zeros((len(data), len(self.binary)), dtype=np.float64)
+            for j, col in enumerate(self.binary):
+                flags[is_value(data[col], float(self.binary_rare[j])), j] = self.flag_value
+            blocks.append(flags)
         for i, col in enumerate(self.categorical):
             values = data[col].to_numpy(dtype=object)
             values = np.where(pd.isna(values), self.cat_fill[i], values)
             cats = np.asarray(self.categories[i], dtype=object)
             blocks.append((values[:, None] == cats[None, :]).astype(np.float64))
         X = np.hstack(blocks) if blocks else np.empty((len(table), 0))
+        if self.drop:
+            X = np.delete(X, self.drop, axis=1)
         if self.pca is not None:
             comps = self.pca["components"]
             out = X @ comps.T
@@ -169,6 +198,17 @@ class Preprocessing:
                 "kinds": list(self.transforms["kinds"]),
                 **{k: encode_array(self.transforms[k]) for k in ("lambdas", "lower", "upper")},
             },
+            **(
+                {
+                    "binary": self.binary,
+                    "binary_rare": encode_array(np.asarray(self.binary_rare, np.float64)),
+                    "flag_value": self.flag_value,
+                    "dates": self.dates,
+                    "drop": [int(j) for j in self.drop],
+                }
+                if self.format == 2
+                else {}
+            ),
         }
 
     @classmethod
@@ -190,6 +230,16 @@ class Preprocessing:
             categories=[[str(v) for v in cats] for cats in doc["categories"]],
             pca=pca,
             transforms=_transforms_from(doc.get("transforms")),
+            binary=[str(c) for c in doc.get("binary", [])],
+            binary_rare=decode_array(doc["binary_rare"]).astype(np.float64)
+            if "binary_rare" in doc
+            else np.empty(0),
+            flag_value=float(doc.get("flag_value", FLAG_VALUE)),
+            dates={
+                str(c): {"format": r["format"], "reference": str(r["reference"])}
+                for c, r in doc.get("dates", {}).items()
+            },
+            drop=[int(j) for j in doc.get("drop", [])],
         )
 
 
@@ -230,7 +280,7 @@ class StoredModel:
     def to_dict(self) -> dict[str, Any]:
         c = self.cluster
         return {
-            "format": FORMAT,
+            "format": self.preprocessing.format,
             "preprocessing": self.preprocessing.to_dict(),
             "model": {
                 "algorithm": self.algorithm,
@@ -248,11 +298,11 @@ class StoredModel:
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> StoredModel:
-        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        if not isinstance(doc, dict) or doc.get("format") not in FORMATS:
             found = doc.get("format") if isinstance(doc, dict) else None
             raise StoreError(
                 f"stored model format {found!r} is not supported by this apg (expects "
-                f"{FORMAT}); upgrade apg"
+                f"{' or '.join(map(str, FORMATS))}); upgrade apg"
             )
         try:
             mod = doc["model"]
@@ -309,6 +359,9 @@ def preprocessing_of(transformer: Pipeline) -> Preprocessing:
     (``apg.prepare.preprocessing``)."""
     ct = transformer.named_steps["columns"]
     numeric: list[str] = []
+    binary: list[str] = []
+    binary_rare = np.empty(0)
+    flag_value = FLAG_VALUE
     categorical: list[str] = []
     num_fill = np.empty(0)
     transforms: dict[str, Any] | None = None
@@ -329,12 +382,23 @@ def preprocessing_of(transformer: Pipeline) -> Preprocessing:
                         for k in ("lambdas", "lower", "upper")
                     },
                 }
+        elif name == "bin":
+            binary = [str(c) for c in cols]
+            flag = part.named_steps["flag"]
+            binary_rare = np.asarray(flag.rare_, dtype=np.float64)
+            flag_value = float(flag.value)
         elif name == "cat":
             categorical = [str(c) for c in cols]
             cat_fill = [str(v) for v in part.named_steps["impute"].statistics_]
             categories = [[str(v) for v in cats] for cats in part.named_steps["onehot"].categories_]
         elif name != "remainder":
             raise StoreError(f"cannot store preprocessing step {name!r}")
+    dates: dict[str, dict[str, str | None]] = {}
+    if "dates" in transformer.named_steps:
+        dates = {str(c): dict(r) for c, r in (transformer.named_steps["dates"].rules or {}).items()}
+    drop: list[int] = []
+    if "redundant" in transformer.named_steps:
+        drop = [int(j) for j in np.flatnonzero(~transformer.named_steps["redundant"].keep_)]
     pca = None
     if "pca" in transformer.named_steps:
         p = transformer.named_steps["pca"]
@@ -353,6 +417,11 @@ def preprocessing_of(transformer: Pipeline) -> Preprocessing:
         categories=categories,
         pca=pca,
         transforms=transforms,
+        binary=binary,
+        binary_rare=binary_rare,
+        flag_value=flag_value,
+        dates=dates,
+        drop=drop,
     )
 
 

@@ -82,6 +82,25 @@ def kdistance_eps_grid(
     return grid
 
 
+def estimated_pairs(
+    X: np.ndarray, eps_values: Sequence[float], sample_rows: int = 512, seed: int = 0
+) -> np.ndarray:
+    """About how many (row, neighbour) pairs lie within each eps over every row: the counts
+    of a seeded sample of rows, scaled to all. What the neighbour pass will hold in memory."""
+    X = as_float_matrix(X)
+    n = X.shape[0]
+    take = min(n, sample_rows)
+    rows = np.sort(np.random.default_rng(seed).choice(n, take, replace=False))
+    sq = np.einsum("ij,ij->i", X, X)
+    thresholds = np.square(np.asarray(eps_values, dtype=np.float64))
+    counts = np.zeros(len(thresholds))
+    for c0 in range(0, take, 64):
+        picked = rows[c0 : c0 + 64]
+        block = sq[picked, None] - 2.0 * (X[picked] @ X.T) + sq[None, :]
+        counts += np.searchsorted(np.sort(block.ravel()), thresholds, side="right")
+    return counts * (n / take)
+
+
 def _ceil_significant(value: float, digits: int = _EPS_SIGNIFICANT_DIGITS) -> float:
     exponent = math.floor(math.log10(value)) - digits + 1
     mantissa = math.ceil(value / 10.0**exponent)
@@ -279,35 +298,95 @@ def _exact_buckets(
     return starts, np.concatenate(pieces), counts, symmetric
 
 
+# Rows per radius query of the brute-force path: its neighbour lists (indices and distances,
+# 16 bytes a pair, and the working copies below) live for one chunk, not for the whole table.
+# 8,950 users x 17 features: 2.4 GB peak for one query of every row, 0.5 GB in chunks.
+_QUERY_ROWS = 256
+
+
 def _sklearn_buckets(
     nn: NearestNeighbors, X: np.ndarray, eps: list[float]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The same layout from scikit-learn's own radius query at the largest eps."""
-    dist, ind = nn.radius_neighbors(X, return_distance=True, sort_results=True)
+    """The same layout from scikit-learn's own radius queries at the largest eps, a chunk of
+    rows at a time. A pair whose distance is within a few ulps of an eps may come out on
+    either side (a chunk's products need not be DBSCAN's bit for bit), so the query at that
+    eps over every row, which is DBSCAN's own call, decides it; chunks query a hair beyond
+    the largest eps so that no such pair is missed."""
     n, n_buckets = X.shape[0], len(eps)
-    lengths = np.fromiter((len(row) for row in ind), np.intp, n)
-    indices = np.concatenate(ind).astype(np.intp)
-    distances = np.concatenate(dist)
-    buckets = np.searchsorted(eps, distances)
-    rows = np.repeat(np.arange(n), lengths)
-    # Squared distances <= eps * eps are kept and their roots returned: a root within a few
-    # ulps of an eps may be on either side, and the query at that eps (same products) decides.
     tolerance = 8 * float(np.spacing(eps[-1]))
-    lo = np.searchsorted(eps, distances - tolerance)
-    hi = np.searchsorted(eps, distances + tolerance, side="right")
-    doubt = np.flatnonzero(lo < hi)
-    if doubt.size:
-        keeps = distances[doubt, None] <= np.asarray(eps)
-        for j in np.unique(np.concatenate([np.arange(lo[p], hi[p]) for p in doubt])):
-            members = nn.radius_neighbors(X, radius=eps[j], return_distance=False)
-            for a in np.flatnonzero((lo[doubt] <= j) & (j < hi[doubt])):
-                keeps[a, j] = indices[doubt[a]] in members[rows[doubt[a]]]
-        # Bucket n_buckets: kept at no eps after all, and moved to the end of its row.
-        buckets[doubt] = np.where(keeps.any(axis=1), np.argmax(keeps, axis=1), n_buckets)
+    reach = eps[-1] + 2 * tolerance
+    pieces: list[np.ndarray] = []
+    counts = np.zeros((n, n_buckets + 1), dtype=np.intp)
+    doubts: list[tuple[int, int, float]] = []  # (row, neighbour, distance)
+    for r0 in range(0, n, _QUERY_ROWS):
+        r1 = min(r0 + _QUERY_ROWS, n)
+        dist, ind = nn.radius_neighbors(X[r0:r1], radius=reach, sort_results=True)
+        lengths = np.fromiter((len(row) for row in ind), np.intp, r1 - r0)
+        indices = np.concatenate(ind).astype(np.intp)
+        distances = np.concatenate(dist)
+        del dist, ind
+        rows = np.repeat(np.arange(r0, r1), lengths)
+        buckets = np.searchsorted(eps, distances)  # n_buckets: beyond every eps
+        lo = np.searchsorted(eps, distances - tolerance)
+        hi = np.searchsorted(eps, distances + tolerance, side="right")
+        for a in np.flatnonzero(lo < hi):
+            doubts.append((int(rows[a]), int(indices[a]), float(distances[a])))
         order = np.argsort(rows * (n_buckets + 1) + buckets, kind="stable")
-        indices, buckets = indices[order], buckets[order]
-    counts = np.bincount(rows * (n_buckets + 1) + buckets, minlength=n * (n_buckets + 1))
-    return np.cumsum(lengths) - lengths, indices, counts.reshape(n, -1)[:, :n_buckets]
+        pieces.append(indices[order].astype(np.int32))
+        counts[r0:r1] = np.bincount(
+            (rows - r0) * (n_buckets + 1) + buckets, minlength=(r1 - r0) * (n_buckets + 1)
+        ).reshape(r1 - r0, n_buckets + 1)
+    indices = np.concatenate(pieces)
+    del pieces
+    lengths = counts.sum(axis=1)
+    starts = np.cumsum(lengths) - lengths
+    if doubts:
+        _settle(nn, X, eps, indices, starts, counts, doubts, tolerance)
+    # Each row ends with the few neighbours beyond the largest eps (bucket n_buckets): the
+    # neighbourhoods are prefixes, so they are never read and need no copy to remove.
+    return starts, indices, counts[:, :n_buckets]
+
+
+def _settle(
+    nn: NearestNeighbors,
+    X: np.ndarray,
+    eps: list[float],
+    indices: np.ndarray,
+    starts: np.ndarray,
+    counts: np.ndarray,
+    doubts: list[tuple[int, int, float]],
+    tolerance: float,
+) -> None:
+    """Move each doubtful pair to the bucket DBSCAN's own query at each nearby eps puts it
+    in (``n_buckets``: none), keeping every row's neighbours ordered by bucket."""
+    n_buckets = len(eps)
+    decided: dict[tuple[int, int], int] = {}
+    near: dict[int, list[tuple[int, int]]] = {}
+    for row, col, d in doubts:
+        lo = int(np.searchsorted(eps, d - tolerance))
+        hi = int(np.searchsorted(eps, d + tolerance, side="right"))
+        for j in range(lo, hi):
+            near.setdefault(j, []).append((row, col))
+        # Outside the doubtful eps the distance decides: the first eps above d + tolerance.
+        decided[row, col] = hi if hi < n_buckets and eps[hi] >= d + tolerance else n_buckets
+    for j in sorted(near):
+        members = nn.radius_neighbors(X, radius=eps[j], return_distance=False)
+        for row, col in near[j]:
+            if col in members[row]:
+                decided[row, col] = min(decided[row, col], j)
+        del members
+    by_row: dict[int, list[tuple[int, int]]] = {}
+    for (row, col), bucket in decided.items():
+        by_row.setdefault(row, []).append((col, bucket))
+    for row, moves in by_row.items():
+        lo, end = starts[row], starts[row] + counts[row].sum()
+        bucket_of = np.repeat(np.arange(n_buckets + 1), counts[row])
+        cols = indices[lo:end].copy()
+        for col, bucket in moves:
+            bucket_of[int(np.flatnonzero(cols == col)[0])] = bucket
+        order = np.argsort(bucket_of, kind="stable")
+        indices[lo:end] = cols[order]
+        counts[row] = np.bincount(bucket_of, minlength=n_buckets + 1)
 
 
 class _Level(NamedTuple):
@@ -342,8 +421,6 @@ class DbscanNeighbors:
             # Brute-force neighbourhoods need not be symmetric.
             self._starts, self.indices, counts = _sklearn_buckets(nn, X, eps)
             self._symmetric = False
-        if not self._symmetric:
-            self.indices = self.indices.astype(np.intp, copy=False)  # as dbscan_inner reads
         # _ends[i, j]: end in ``indices`` of row i's neighbourhood at eps_values[j].
         self._ends = self._starts[:, None] + np.cumsum(counts, axis=1)
         self._levels: dict[int, _Level] = {}
@@ -397,8 +474,10 @@ class DbscanNeighbors:
 
         rows = np.flatnonzero(core)
         neighborhoods = np.empty(self.n_samples, dtype=object)
+        # Indices are kept as 32-bit (half the memory of every pair); dbscan_inner reads
+        # intp, so each core row's neighbourhood is widened for this fit only.
         for i, s, e in zip(rows, self._starts[rows], self._ends[rows, bucket], strict=True):
-            neighborhoods[i] = self.indices[s:e]
+            neighborhoods[i] = self.indices[s:e].astype(np.intp)
         labels = np.full(self.n_samples, -1, dtype=np.intp)
         dbscan_inner(np.ascontiguousarray(core, dtype=np.uint8), neighborhoods, labels)
         return labels
