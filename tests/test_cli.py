@@ -71,7 +71,7 @@ def expected_summary(out: Path, id_column: str = "user_id") -> str:
     win = cands[cands["selected"]].iloc[0]
     params = json.loads(win["params"])
     key = f"{win['algorithm']}({', '.join(f'{k}={v}' for k, v in params.items())})"
-    weak = doc["selection"]["weak_reasons"]
+    weak = doc["selection"]["structure_reasons"]
     lines = (
         [f"WEAK STRUCTURE: read these personas as tentative ({'; '.join(weak)})"] if weak else []
     )

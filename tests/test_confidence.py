@@ -73,6 +73,10 @@ def test_confidence_silhouette_and_stability_per_persona(tmp_path: Path) -> None
     result = run(parse_config(yaml.safe_load(cfg.read_text()), base_dir=tmp_path))
     values = silhouette_samples(result.prepared.X, result.labels)
     assert result.search.weak == []
+    cli = CliRunner().invoke(main, ["run", "--config", str(cfg), "--out", "out", "-q"])
+    text = (tmp_path / "out" / "personas.json").read_text()
+    assert json.loads(text)["selection"]["structure"] == "clear"
+    assert "weak" not in text.lower() and "WEAK" not in cli.stdout
     for p in result.personas:
         assert p.confidence is not None
         assert p.confidence.silhouette == pytest.approx(values[result.labels == p.cluster].mean())
@@ -88,8 +92,8 @@ def test_weak_run_is_flagged_everywhere_a_reader_looks(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["run", "--config", str(cfg), "--out", "out", "-q"])
     assert result.exit_code == 0, result.output
     doc = json.loads((tmp_path / "out" / "personas.json").read_text())
-    reasons = doc["selection"]["weak_reasons"]
-    assert doc["selection"]["weak"] is True and reasons
+    reasons = doc["selection"]["structure_reasons"]
+    assert doc["selection"]["structure"] == "weak" and reasons
     assert reasons[0].startswith("silhouette 0.")
     assert result.stdout.splitlines()[0] == (
         f"WEAK STRUCTURE: read these personas as tentative ({'; '.join(reasons)})"

@@ -86,8 +86,9 @@ def personas_document(result: RunResult) -> dict[str, Any]:
                 "eligible": sum(c.eligible for c in result.search.candidates),
                 "rule": result.config.search.selection,
                 "stability": w.stability,
-                "weak": bool(result.search.weak),
-                "weak_reasons": result.search.weak,
+                # "weak" appears in the file only when the run is weak (tools grep for it).
+                "structure": "weak" if result.search.weak else "clear",
+                "structure_reasons": result.search.weak,
             },
             "personas": [p.model_dump(mode="json") for p in result.personas],
             "outliers": result.outliers.model_dump(mode="json"),

@@ -219,7 +219,7 @@ def _rebuild(conn: sa.Connection, run_id: str) -> ReportData:
         seed=int((config.get("search") or {}).get("seed", 0)),
         min_cell=min_cell,
         version=run["apg_version"],
-        weak=[str(w) for w in (summary.get("selection") or {}).get("weak_reasons") or []],
+        weak=[str(w) for w in (summary.get("selection") or {}).get("structure_reasons") or []],
     )
 
 
