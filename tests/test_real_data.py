@@ -245,7 +245,7 @@ def test_real_marketing_campaign_without_sep_is_a_clear_error(tmp_path: Path) ->
     )
     assert result.stderr.endswith(
         "when split on ',', but its header contains '\\t': pass --sep '\\t' (apg run --data, "
-        "apg assign) or set this source's `options: {sep: \"\\t\"}`\n"
+        'apg assign) or set this source\'s `options: {sep: "\\t"}`\n'
     )
     assert not (tmp_path / "out").exists()
 
