@@ -304,3 +304,32 @@ def test_grounding_leak_of_the_system_prompt_is_a_violation():
         "summary: repeats the instructions; describe the persona only"
     ]
     assert violations("They write user personas rarely.", system_prompt=system) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "word"),
+    [
+        ("A distinct group of loyal buyers.", "distinct group"),
+        ("They form a clear-cut segment.", "clear-cut segment"),
+        ("A clearly defined persona.", "clearly defined persona"),
+        ("This cohort stands apart from everyone.", "stands apart"),
+    ],
+)
+def test_grounding_low_confidence_persona_is_not_called_clear_or_distinct(
+    text: str, word: str
+) -> None:
+    from apg.profiles.confidence import level_of
+
+    low = persona()
+    low.confidence = level_of(low.size, silhouette=0.05, stability=0.4)
+    sheet = build_fact_sheet(low, n_users=1000)
+    assert sheet.confidence == "low"
+    assert violations(text, sheet) == [
+        f"summary: {word!r} presents a low-confidence persona as a clear group; its members "
+        "are not reliably set apart (see the size fact), so describe it as tentative"
+    ]
+    sure = persona()
+    sure.confidence = level_of(sure.size, silhouette=0.4, stability=0.9)
+    assert violations(text, build_fact_sheet(sure, n_users=1000)) == []
+    # "clear" in another sense is not a claim about the group.
+    assert violations("They want a clear price.", sheet) == []

@@ -63,6 +63,8 @@ class FactSheet(BaseModel):
     demographics: dict[str, DemographicProfile] = Field(default_factory=dict)
     # Every data-derived label shown (column names, humanised names, category values).
     labels: list[str] = Field(default_factory=list)
+    # The persona's confidence level (apg.profiles.confidence); None in older runs.
+    confidence: str | None = None
 
     def ids(self) -> list[str]:
         return [f.id for f in self.facts]
@@ -397,4 +399,5 @@ def build_fact_sheet(
         facts=facts,
         demographics=demographics,
         labels=unique,
+        confidence=persona.confidence.level if persona.confidence else None,
     )

@@ -3,7 +3,8 @@
 ``check`` runs on every narrative, LLM or offline: cited fact ids exist; 2-5 cited goals and
 frustrations; every number matches the fact sheet (see ``numbers``); demographic claims agree
 with the demographic facts and protected attributes appear only when the sheet carries them
-(see ``claims``); the name is short and not taken; the text does not repeat the instructions.
+(see ``claims``); the name is short and not taken; the text does not repeat the instructions;
+a low-confidence persona is not called a clear or distinct group.
 """
 
 from __future__ import annotations
@@ -22,6 +23,13 @@ MIN_ITEMS, MAX_ITEMS = 2, 5
 MAX_NAME_CHARS, MAX_NAME_WORDS = 60, 6
 MAX_TAGLINE, MAX_SUMMARY, MAX_ITEM = 200, 2000, 400
 LEAK_WORDS = 12  # this many consecutive words of the system prompt in a reply is a leak
+# Words that present a persona as a well-separated group: not for a low-confidence one.
+_CERTAIN = re.compile(
+    r"\b(?:(?:distinct(?:ive)?|clear(?:-cut)?|well[- ]defined|sharply defined|clearly defined"
+    r"|unmistakable|tight[- ]knit|cohesive)\s+(?:group|segment|persona|cluster|type|kind|cohort"
+    r"|audience)s?|clearly (?:defined|distinct|separated?)|stands? (?:clearly )?apart)\b",
+    re.IGNORECASE,
+)
 
 
 class ReplyItem(BaseModel):
@@ -159,6 +167,12 @@ def check(
                     f"fact's value, rounded, or leave the number out"
                 )
         out += claim_violations(where, text, sheet)
+        if sheet.confidence == "low" and (found := _CERTAIN.search(text)):
+            out.append(
+                f"{where}: {found.group(0)!r} presents a low-confidence persona as a clear "
+                "group; its members are not reliably set apart (see the size fact), so "
+                "describe it as tentative"
+            )
     if system_prompt:
         prompt = _shingles(system_prompt, LEAK_WORDS)
         for where, text in texts(narrative):

@@ -165,7 +165,7 @@ def _items(sheet: FactSheet) -> tuple[list[Item], list[Item]]:
     top_ids = ["F1", top.id] if top else ["F1"]
     about = f" on {top.label}" if top else ""
     fill_goals = [
-        Item(text=f"Be served as the distinct group they are{about}.", facts=top_ids),
+        Item(text=f"Be served for what they actually do{about}.", facts=top_ids),
         Item(text="Get offers and messages that match their own habits.", facts=["F1"]),
     ]
     fill_frustrations = [
