@@ -206,3 +206,34 @@ def test_outcome_response_rates_on_the_marketing_table(tmp_path: Path) -> None:
         assert p.outcomes["Response"].value == pytest.approx(
             response[result.labels == p.cluster].mean(), abs=1e-12
         )
+
+
+def test_demographic_dates_are_described_by_median_dates(tmp_path: Path) -> None:
+    table = pd.read_csv(shared_dataset("marketing_campaign.csv"), sep="\t")
+    table.to_csv(tmp_path / "m.csv", index=False)
+    raw = {
+        "sources": [{"kind": "file", "path": "m.csv"}],
+        "id_column": "ID",
+        "features": {
+            "behavioral": ["Recency", "MntWines", "MntMeatProducts", "NumWebPurchases"],
+            "demographic": ["Dt_Customer"],
+        },
+        "search": GRID,
+    }
+    result = run(parse_config(raw, base_dir=tmp_path))
+    assert result.frame.demographic_dates == ["Dt_Customer"]
+    dates = pd.to_datetime(
+        table.set_index("ID").loc[result.frame.ids.astype(int), "Dt_Customer"].to_numpy(),
+        format="%d-%m-%Y",
+    )
+    for p in result.personas:
+        demo = p.demographics["Dt_Customer"]
+        assert demo.kind == "date" and demo.categories == []  # not one share per day
+        members = np.sort(dates[result.labels == p.cluster].to_numpy())
+        lower_median = pd.Timestamp(members[(len(members) - 1) // 2]).date().isoformat()
+        assert demo.cluster_dates is not None and demo.cluster_dates.median == lower_median
+        sheet = build_fact_sheet(p, n_users=len(result.labels))
+        (fact,) = [f for f in sheet.facts if f.feature == "Dt_Customer"]
+        assert fact.text.startswith(
+            f'"Dt_Customer" (demographic): persona median date {lower_median}'
+        )

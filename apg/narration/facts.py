@@ -191,6 +191,26 @@ def merge_small(categories: list[CategoryShare], min_cell: int) -> list[Category
 
 def _demographic_fact(fid: str, col: str, demo: DemographicProfile) -> Fact | None:
     head = f"{quote(col)} (demographic): "
+    if demo.kind == "date":
+        cl, pop = demo.cluster_dates, demo.population_dates
+        if cl is None or pop is None or cl.median is None or pop.median is None:
+            return None
+        text = (
+            f"{head}persona median date {cl.median} (middle half {cl.q1} to {cl.q3}); "
+            f"everyone median {pop.median}."
+        )
+        days = [d for d in (cl.median, cl.q1, cl.q3, pop.median) if d]
+        return Fact(
+            id=fid,
+            kind="demographic",
+            text=text,
+            feature=clean(col),
+            label=humanise(col),
+            role="demographic",
+            # The parts of the dates, so a narrative may say "since 2012" or "in May 2013".
+            values=sorted({float(part) for d in days for part in d.split("-")}),
+            numeric=demo,
+        )
     if demo.kind == "numeric":
         cl, pop = demo.cluster, demo.population
         if cl is None or pop is None or cl.median is None or pop.median is None:
@@ -364,7 +384,7 @@ def build_fact_sheet(
         labels += [clean(col), humanise(col), *(c.value for c in merged)]
     demographics: dict[str, DemographicProfile] = {}
     for col, demo in persona.demographics.items():
-        if demo.kind == "numeric" and persona.size < min_cell:
+        if demo.kind in ("numeric", "date") and persona.size < min_cell:
             continue  # a median of a handful of people describes individuals
         merged_demo = demo.model_copy(update={"categories": merge_small(demo.categories, min_cell)})
         fact = _demographic_fact(next_id(), col, merged_demo)

@@ -161,6 +161,9 @@ class FeatureFrame:
     binary: list[str] = field(default_factory=list)
     # Clustering dates (in numeric_features; ``raw`` holds days before the rule's reference).
     dates: dict[str, DateRule] = field(default_factory=dict)
+    # Demographic columns of dates (typed, or text that reads as dates): described by their
+    # median and quartile dates, not by a share per day. ``raw`` holds them as given.
+    demographic_dates: list[str] = field(default_factory=list)
 
     @property
     def features(self) -> list[str]:
@@ -364,10 +367,13 @@ def _select(
     if not behavioral and not attitudinal:
         raise DataError(f"{origin}: every clustering column was dropped; nothing left to cluster")
     numeric_demo: list[str] = []
+    date_demo: list[str] = []
     for col in features.demographic:
         s = column(col)
         if _is_numeric(s) and not _is_code(s):
             numeric_demo.append(col)
+        elif not _is_numeric(s) and find_dates(s) is not None:
+            date_demo.append(col)
     for col in features.outcome:
         column(col)  # read once: a column-wise raw learns each column's dtype here
     cols = [*behavioral, *attitudinal, *features.demographic, *features.outcome]
@@ -386,6 +392,7 @@ def _select(
         outcome=list(features.outcome),
         binary=[c for c, read in reads.items() if read is not None and read.binary],
         dates=dates,
+        demographic_dates=date_demo,
     )
 
 

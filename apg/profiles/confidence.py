@@ -20,6 +20,7 @@ from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
+from sklearn import config_context
 from sklearn.metrics import silhouette_samples
 
 from apg.prepare.matrix import Matrix
@@ -68,7 +69,10 @@ def persona_silhouettes(matrix: Matrix, labels: np.ndarray, rows: np.ndarray) ->
     keep = sampled >= 0
     if len(np.unique(sampled[keep])) < 2:
         return {}
-    values = silhouette_samples(matrix.rows(rows)[keep], sampled[keep])
+    # Distances a block of rows at a time: at its default (1 GiB) scikit-learn would hold
+    # the sample's whole 5,000 x 5,000 distance matrix at once.
+    with config_context(working_memory=32):
+        values = silhouette_samples(matrix.rows(rows)[keep], sampled[keep])
     return {int(c): float(values[sampled[keep] == c].mean()) for c in np.unique(sampled[keep])}
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
+from apg.prepare.dates import find_dates
 from apg.prepare.features import FeatureFrame
 from apg.prepare.matrix import Matrix
 from apg.profiles.centres import CentreDistances, centre_distances
@@ -52,12 +53,22 @@ class NumericSummary(BaseModel):
     q3: float | None
 
 
+class DateSummary(BaseModel):
+    """Dates as ISO text (``2013-05-04``): the median and the middle half."""
+
+    median: str | None
+    q1: str | None
+    q3: str | None
+
+
 class DemographicProfile(BaseModel):
-    kind: Literal["categorical", "numeric"]
+    kind: Literal["categorical", "numeric", "date"]
     missing: int = 0
     categories: list[CategoryShare] = Field(default_factory=list)
     cluster: NumericSummary | None = None
     population: NumericSummary | None = None
+    cluster_dates: DateSummary | None = None
+    population_dates: DateSummary | None = None
 
 
 class Atypical(BaseModel):
@@ -106,6 +117,7 @@ class _Population:
         self._moments: dict[str, tuple[Any, Any]] = {}
         self._shares: dict[str, pd.Series] = {}
         self._summaries: dict[str, NumericSummary] = {}
+        self._stamps: dict[str, pd.Series] = {}
 
     def moments(self, col: str) -> tuple[Any, Any]:
         """Mean and standard deviation (ddof=1) of a numeric column."""
@@ -119,6 +131,14 @@ class _Population:
         if col not in self._summaries:
             self._summaries[col] = _summary(self.frame.raw[col])
         return self._summaries[col].model_copy()
+
+    def stamps(self, col: str) -> pd.Series:
+        """A demographic date column as timestamps (NaT: missing or unreadable)."""
+        if col not in self._stamps:
+            found = find_dates(self.frame.raw[col])
+            values = found.stamps if found is not None else pd.Series(pd.NaT, index=range(0))
+            self._stamps[col] = values.reset_index(drop=True)
+        return self._stamps[col]
 
     def shares(self, col: str) -> pd.Series:
         """The share of each value of a categorical column (as text, missing named)."""
@@ -172,6 +192,17 @@ def _summary(values: pd.Series) -> NumericSummary:
     )
 
 
+def _date_summary(stamps: pd.Series) -> DateSummary:
+    present = stamps.dropna()
+    if present.empty:
+        return DateSummary(median=None, q1=None, q3=None)
+    # Quantiles as the lower of two middle dates: always a date that occurs.
+    ordered = present.sort_values(kind="stable")
+    at = [ordered.iloc[int(np.floor(q * (len(ordered) - 1)))] for q in (0.5, 0.25, 0.75)]
+    median, q1, q3 = (pd.Timestamp(v).date().isoformat() for v in at)
+    return DateSummary(median=median, q1=q1, q3=q3)
+
+
 def demographics_for(
     frame: FeatureFrame, mask: np.ndarray, population: _Population | None = None
 ) -> dict[str, DemographicProfile]:
@@ -181,6 +212,15 @@ def demographics_for(
         values = frame.raw[col]
         members = values[mask]
         missing = int(members.isna().sum())
+        if col in frame.demographic_dates:
+            stamps = population.stamps(col)
+            out[col] = DemographicProfile(
+                kind="date",
+                missing=int(stamps[mask].isna().sum()),
+                cluster_dates=_date_summary(stamps[mask]),
+                population_dates=_date_summary(stamps),
+            )
+            continue
         if col in frame.numeric_demographics:
             out[col] = DemographicProfile(
                 kind="numeric",

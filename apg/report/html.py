@@ -216,6 +216,16 @@ def _demographics(p: PersonaProfile, min_cell: int) -> list[dict[str, Any]]:
             "column": col,
             "kind": demo.kind,
         }
+        if demo.kind == "date":
+            cd, pd_ = demo.cluster_dates, demo.population_dates
+            if cd is None or cd.median is None or p.size < min_cell:
+                continue
+            entry["kind"] = "numeric"  # shown like a number: median, middle half, everyone
+            entry["median"] = cd.median
+            entry["range"] = f"{cd.q1}–{cd.q3}"
+            entry["everyone"] = pd_.median if pd_ and pd_.median else "–"
+            out.append(entry)
+            continue
         if demo.kind == "numeric":
             cl, pop = demo.cluster, demo.population
             if cl is None or cl.median is None or p.size < min_cell:

@@ -56,7 +56,12 @@ def _card(p: PersonaProfile) -> list[str]:
     if outcomes:
         lines += ["Outcomes:"] + [f"- {_md(t)}" for t in outcomes] + [""]
     for col, demo in p.demographics.items():
-        if demo.kind == "numeric" and demo.cluster:
+        if demo.kind == "date" and demo.cluster_dates and demo.cluster_dates.median:
+            everyone = demo.population_dates.median if demo.population_dates else None
+            lines.append(
+                f"- {_md(col)}: median {demo.cluster_dates.median} (everyone {everyone or '–'})"
+            )
+        elif demo.kind == "numeric" and demo.cluster:
             lines.append(
                 f"- {_md(col)}: median {_f(demo.cluster.median, 1)} "
                 f"(everyone {_f(demo.population.median if demo.population else None, 1)})"
