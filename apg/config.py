@@ -190,7 +190,8 @@ class SearchConfig(Strict):
     max_clusters: int = Field(10, ge=2)
     min_cluster_share: float = Field(0.02, ge=0, lt=0.5)
     max_noise_share: float = Field(0.15, ge=0, le=1)
-    seed: int = 0
+    # NumPy and scikit-learn take seeds in [0, 2**32 - 1].
+    seed: int = Field(0, ge=0, le=2**32 - 1)
     # Up to this many rows every candidate is fitted on all rows; above it, on a seeded sample
     # of ``sample_size`` rows, and everyone is then assigned to the winner's clusters.
     exact_max_rows: int = Field(20_000, ge=100)
@@ -221,6 +222,18 @@ class SearchConfig(Strict):
         if not 2 <= lo <= hi:
             raise ValueError(f"preferred_personas [{lo}, {hi}] must satisfy 2 <= min <= max")
         return v
+
+    @model_validator(mode="after")
+    def _k_within_max_clusters(self) -> SearchConfig:
+        for name in ("kmeans", "agglomerative"):
+            grid = getattr(self, name)
+            if grid is not None and max(grid.k) > self.max_clusters:
+                raise ValueError(
+                    f"{name}.k goes up to {max(grid.k)} but max_clusters is "
+                    f"{self.max_clusters}: candidates above it could never be chosen; lower "
+                    f"the k range or raise search.max_clusters"
+                )
+        return self
 
     @model_validator(mode="after")
     def _something_to_try(self) -> SearchConfig:
@@ -401,6 +414,26 @@ def parse_config(data: Any, origin: str = "config", base_dir: Path | None = None
     return cfg
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``safe_load`` that refuses a key given twice in one mapping (YAML keeps the last one,
+    silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {key!r} is given twice (lines {seen[key]} and {line}); keep one",
+                    key_node.start_mark,
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_config(path: Path) -> Config:
     """Read a YAML config; relative paths inside it resolve against its folder."""
     if not path.is_file():
@@ -408,7 +441,12 @@ def load_config(path: Path) -> Config:
             f"config file {str(path)!r} does not exist; pass an existing --config FILE"
         )
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+    except yaml.MarkedYAMLError as exc:
+        # One line: where, and what is wrong (PyYAML's own text quotes the source around it).
+        mark = exc.problem_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}: {exc.problem}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     except UnicodeDecodeError:

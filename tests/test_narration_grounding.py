@@ -333,3 +333,12 @@ def test_grounding_low_confidence_persona_is_not_called_clear_or_distinct(
     assert violations(text, build_fact_sheet(sure, n_users=1000)) == []
     # "clear" in another sense is not a claim about the group.
     assert violations("They want a clear price.", sheet) == []
+
+
+def test_claims_label_masking_keeps_to_whole_words() -> None:
+    # A column humanised to "e t" once turned "share this profile" into "shar his profile",
+    # a gender claim the text never made (found by the property test over any column names).
+    from apg.narration.claims import _mask
+
+    assert "his" not in _mask("1 user shares this profile.", ["e t"]).split()
+    assert _mask("their e t is low", ["e t"]) == "their   is low"

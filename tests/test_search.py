@@ -21,7 +21,7 @@ from apg.prepare.features import select_features
 from apg.prepare.preprocessing import prepare
 from apg.search.candidates import Candidate
 from apg.search.leaderboard import SearchResult, run_search
-from apg.search.selection import contenders, elbow, rank_key
+from apg.search.selection import contenders, elbow, rank_key, score_candidates
 from apg.sources.sample import ATTITUDINAL, BEHAVIORAL
 
 SMALL_GRID: dict[str, Any] = {
@@ -294,23 +294,20 @@ def test_rank_key_treats_float_noise_as_a_tie() -> None:
     assert sorted([0, 1], key=lambda i: rank_key([a, b][i], i)) == [1, 0]
 
 
-def test_run_search_max_clusters_makes_larger_k_ineligible(X: np.ndarray) -> None:
+def test_run_search_max_clusters_makes_more_clusters_ineligible(X: np.ndarray) -> None:
+    # K-Means and trees cannot ask for k above max_clusters (a config error); DBSCAN can still
+    # find more clusters, and such a labelling is not eligible.
     cfg = SearchConfig.model_validate(
-        {
-            "kmeans": {"k": [2, 5], "n_init": 1},
-            "agglomerative": None,
-            "dbscan": None,
-            "max_clusters": 3,
-            "min_cluster_share": 0.0,
-        }
+        {"kmeans": {"k": [2, 3]}, "agglomerative": None, "max_clusters": 3, "min_cluster_share": 0}
     )
-    res = run_search(X, cfg)
-    for c in res.candidates:
-        k = c.params["k"]
-        assert c.eligible == (k <= 3)
-        if k > 3:
-            assert c.reason == f"{k} clusters > max_clusters=3"
-    assert res.winner.params["k"] <= 3
+    labels = [np.arange(len(X)) % k for k in (2, 3, 5)]
+    cands = [
+        Candidate("dbscan", {"eps": float(k)}, lab.astype(np.intp))
+        for k, lab in zip((2, 3, 5), labels, strict=True)
+    ]
+    score_candidates(X, cands, cfg)
+    assert [c.eligible for c in cands] == [True, True, False]
+    assert cands[2].reason == "5 clusters > max_clusters=3"
 
 
 def test_run_search_none_eligible_lists_best_few_and_why() -> None:
@@ -371,6 +368,7 @@ def test_run_search_skips_k_not_below_row_count() -> None:
             "agglomerative": None,
             "dbscan": None,
             "min_cluster_share": 0.0,
+            "max_clusters": 20,
         }
     )
     res = run_search(X, cfg)
@@ -384,6 +382,7 @@ def test_run_search_nothing_fittable_is_an_error() -> None:
             "kmeans": {"k": [10, 12]},
             "agglomerative": {"k": [10, 11], "linkage": ["ward"]},
             "dbscan": None,
+            "max_clusters": 12,
         }
     )
     with pytest.raises(SearchError) as info:

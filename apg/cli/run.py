@@ -23,6 +23,8 @@ from apg.errors import ApgError, ConfigError
 from apg.sources.base import SourceContext
 from apg.sources.file import FileSource, default_separator, detect_separator, format_of
 
+MAX_SEED = 2**32 - 1  # what NumPy and scikit-learn accept
+
 # The id column apg run --data adds when no --id is given: the row number, 1 = first data row.
 ROW_ID = "row"
 ROLES = ("behavioral", "attitudinal", "demographic", "outcome")
@@ -328,6 +330,8 @@ def run(
         raise ConfigError("give --config FILE or --data FILE (see apg run --help)")
     apply_search_options(config, k_text, algorithms_text)
     if seed is not None:
+        if not 0 <= seed <= MAX_SEED:
+            raise ConfigError(f"--seed {seed}: a seed is a whole number from 0 to {MAX_SEED}")
         config.search.seed = seed
     if llm:
         config.narration.client = llm  # type: ignore[assignment]

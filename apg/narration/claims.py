@@ -143,7 +143,8 @@ def _mask(text: str, labels: list[str]) -> str:
     """Blank out the sheet's labels, whole and word by word: quoting data is not a claim."""
     for label in labels:  # longest first
         if len(label) >= 2:
-            text = re.sub(re.escape(label), " ", text, flags=re.IGNORECASE)
+            # Whole words only: a label "e t" must not eat "share this" into "shar his".
+            text = re.sub(rf"(?<!\w){re.escape(label)}(?!\w)", " ", text, flags=re.IGNORECASE)
     words = {w.casefold() for label in labels for w in re.findall(r"\w{2,}", label)}
     if words:
         pattern = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import math
 from typing import TYPE_CHECKING
 
@@ -24,8 +25,10 @@ def _f(x: float | None, digits: int = 3) -> str:
 
 
 def _md(text: str) -> str:
-    """Escape table-breaking characters in values that come from the data."""
-    return text.replace("|", "\\|").replace("\n", " ")
+    """Text from the data, inert in Markdown: HTML escaped (a ``<script>`` in a value or a
+    narrative is shown, never run, wherever the report is rendered) and table-breaking
+    characters neutralised."""
+    return html.escape(text, quote=False).replace("|", "\\|").replace("\n", " ")
 
 
 def _card(p: PersonaProfile) -> list[str]:
@@ -38,11 +41,11 @@ def _card(p: PersonaProfile) -> list[str]:
     if p.confidence is not None:
         lines += [f"_{confidence_text(p.confidence)}_", ""]
     if n:
-        lines += [n.summary, ""]
+        lines += [_md(n.summary), ""]
         if n.goals:
-            lines += ["Goals:"] + [f"- {g.text}" for g in n.goals] + [""]
+            lines += ["Goals:"] + [f"- {_md(g.text)}" for g in n.goals] + [""]
         if n.frustrations:
-            lines += ["Frustrations:"] + [f"- {f.text}" for f in n.frustrations] + [""]
+            lines += ["Frustrations:"] + [f"- {_md(f.text)}" for f in n.frustrations] + [""]
         if n.source != "offline":
             lines += [f"_Narrative source: {n.source}{f' ({n.reason})' if n.reason else ''}_", ""]
     lines += ["| feature | persona mean | everyone | difference (SD) |", "|---|---:|---:|---:|"]

@@ -145,6 +145,17 @@ def _markdown(run_id: str, rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: object) -> object:
+    """A text cell a spreadsheet would run as a formula gets a leading apostrophe (OWASP's
+    advice for CSV injection): ``=HYPERLINK(...)`` is shown, never evaluated."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 def _csv(rows: list[dict[str, Any]]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
@@ -152,26 +163,25 @@ def _csv(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         cur = r["narrative"] or {}
         body = cur.get("body", {})
-        writer.writerow(
-            {
-                "persona_id": r["persona_id"],
-                "run_id": r["run_id"],
-                "status": r["status"],
-                "size": r["size"],
-                "share": f"{r['share']:.6f}",
-                "name": body.get("name", ""),
-                "tagline": body.get("tagline", ""),
-                "summary": body.get("summary", ""),
-                "goals": " | ".join(i["text"] for i in body.get("goals", [])),
-                "frustrations": " | ".join(i["text"] for i in body.get("frustrations", [])),
-                "quote": body.get("quote") or "",
-                "outcomes": " | ".join(_outcome_lines(r)),
-                "confidence": _confidence(r),
-                "version": cur.get("version", ""),
-                "narrative_status": cur.get("status", ""),
-                "review": r["review"] or "",
-                "reviewed_by": cur.get("reviewed_by") or "",
-                "reviewed_at": cur.get("reviewed_at") or "",
-            }
-        )
+        row = {
+            "persona_id": r["persona_id"],
+            "run_id": r["run_id"],
+            "status": r["status"],
+            "size": r["size"],
+            "share": f"{r['share']:.6f}",
+            "name": body.get("name", ""),
+            "tagline": body.get("tagline", ""),
+            "summary": body.get("summary", ""),
+            "goals": " | ".join(i["text"] for i in body.get("goals", [])),
+            "frustrations": " | ".join(i["text"] for i in body.get("frustrations", [])),
+            "quote": body.get("quote") or "",
+            "outcomes": " | ".join(_outcome_lines(r)),
+            "confidence": _confidence(r),
+            "version": cur.get("version", ""),
+            "narrative_status": cur.get("status", ""),
+            "review": r["review"] or "",
+            "reviewed_by": cur.get("reviewed_by") or "",
+            "reviewed_at": cur.get("reviewed_at") or "",
+        }
+        writer.writerow({k: spreadsheet_safe(v) for k, v in row.items()})
     return buf.getvalue()
