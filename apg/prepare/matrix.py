@@ -14,7 +14,7 @@ later stages one way to read the clustering matrix, whichever the table was:
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -120,35 +120,20 @@ def prepare_table(table: SourceTable, config: Config) -> Prepared:
     labels = getattr(table, "labels", [])
     origin = labels[0] if len(labels) == 1 else "the joined sources"
     streamed = table.columns if isinstance(table, StreamedTable) else None
+    roles: dict[str, Any] = {
+        "degenerate": config.preprocessing.degenerate_columns,
+        "origin": origin,
+        "preprocessing": config.preprocessing,
+    }
+    fit: dict[str, Any] = {
+        "seed": config.search.seed,
+        "min_cluster_share": config.search.min_cluster_share,
+    }
     if streamed is not None:
-        frame = select_features_by_column(
-            streamed,
-            config.id_column,
-            config.features,
-            degenerate=config.preprocessing.degenerate_columns,
-            origin=origin,
-            preprocessing=config.preprocessing,
-        )
-        return prepare_by_column(
-            frame,
-            config.preprocessing,
-            seed=config.search.seed,
-            min_cluster_share=config.search.min_cluster_share,
-        )
-    frame = select_features(
-        table.frame,
-        config.id_column,
-        config.features,
-        degenerate=config.preprocessing.degenerate_columns,
-        origin=origin,
-        preprocessing=config.preprocessing,
-    )
-    return prepare(
-        frame,
-        config.preprocessing,
-        seed=config.search.seed,
-        min_cluster_share=config.search.min_cluster_share,
-    )
+        lazy = select_features_by_column(streamed, config.id_column, config.features, **roles)
+        return prepare_by_column(lazy, config.preprocessing, **fit)
+    frame = select_features(table.frame, config.id_column, config.features, **roles)
+    return prepare(frame, config.preprocessing, **fit)
 
 
 def matrix_of(prepared: Prepared) -> Matrix:
