@@ -188,19 +188,22 @@ def test_outcome_missing_column_names_it(sample_users: pd.DataFrame) -> None:
         )
 
 
-def test_outcome_response_rates_on_the_marketing_table(tmp_path: Path) -> None:
+def run_marketing(tmp_path: Path, **roles: list[str]) -> tuple[pd.DataFrame, Any]:
+    """A small grid run on marketing_campaign.csv with four spend and visit features."""
     table = pd.read_csv(shared_dataset("marketing_campaign.csv"), sep="\t")
     table.to_csv(tmp_path / "m.csv", index=False)
+    behavioral = ["Recency", "MntWines", "MntMeatProducts", "NumWebPurchases"]
     raw = {
         "sources": [{"kind": "file", "path": "m.csv"}],
         "id_column": "ID",
-        "features": {
-            "behavioral": ["Recency", "MntWines", "MntMeatProducts", "NumWebPurchases"],
-            "outcome": ["Response"],
-        },
+        "features": {"behavioral": behavioral, **roles},
         "search": GRID,
     }
-    result = run(parse_config(raw, base_dir=tmp_path))
+    return table, run(parse_config(raw, base_dir=tmp_path))
+
+
+def test_outcome_response_rates_on_the_marketing_table(tmp_path: Path) -> None:
+    table, result = run_marketing(tmp_path, outcome=["Response"])
     response = table.set_index("ID").loc[result.frame.ids.astype(int), "Response"].to_numpy()
     for p in result.personas:
         assert p.outcomes["Response"].value == pytest.approx(
@@ -209,18 +212,7 @@ def test_outcome_response_rates_on_the_marketing_table(tmp_path: Path) -> None:
 
 
 def test_demographic_dates_are_described_by_median_dates(tmp_path: Path) -> None:
-    table = pd.read_csv(shared_dataset("marketing_campaign.csv"), sep="\t")
-    table.to_csv(tmp_path / "m.csv", index=False)
-    raw = {
-        "sources": [{"kind": "file", "path": "m.csv"}],
-        "id_column": "ID",
-        "features": {
-            "behavioral": ["Recency", "MntWines", "MntMeatProducts", "NumWebPurchases"],
-            "demographic": ["Dt_Customer"],
-        },
-        "search": GRID,
-    }
-    result = run(parse_config(raw, base_dir=tmp_path))
+    table, result = run_marketing(tmp_path, demographic=["Dt_Customer"])
     assert result.frame.demographic_dates == ["Dt_Customer"]
     dates = pd.to_datetime(
         table.set_index("ID").loc[result.frame.ids.astype(int), "Dt_Customer"].to_numpy(),
