@@ -189,6 +189,9 @@ class SearchConfig(Strict):
     dbscan: DbscanGrid | None = Field(default_factory=DbscanGrid)
     max_clusters: int = Field(10, ge=2)
     min_cluster_share: float = Field(0.02, ge=0, lt=0.5)
+    # A persona of a handful of users is an anecdote, and small-cell rules (narration.min_cell)
+    # would hide its demographics anyway; on small tables this binds before the share does.
+    min_cluster_size: int = Field(5, ge=1)
     max_noise_share: float = Field(0.15, ge=0, le=1)
     # NumPy and scikit-learn take seeds in [0, 2**32 - 1].
     seed: int = Field(0, ge=0, le=2**32 - 1)

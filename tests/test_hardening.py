@@ -5,16 +5,25 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 
 from apg.cli.main import main
-from apg.config import SearchConfig, load_config
-from apg.errors import ConfigError
+from apg.config import DbscanGrid, FeaturesConfig, SearchConfig, load_config
+from apg.errors import ConfigError, DataError
+from apg.prepare.features import select_features
+from apg.prepare.values import formatted_numbers
 from apg.report.markdown import _md
+from apg.search.candidates import Candidate, dbscan_candidates
+from apg.search.selection import score_candidates
 from apg.store.export import spreadsheet_safe
 
 
@@ -116,3 +125,132 @@ def csv_line(value: object) -> str:
 
 def test_hardening_report_md_shows_html_from_the_data_as_text() -> None:
     assert _md("<script>alert(1)</script> | x") == "&lt;script&gt;alert(1)&lt;/script&gt; \\| x"
+
+
+# --- cell values: nested, infinite, formatted numbers; tables of 10 to 19 rows -------------
+
+
+def _table(rows: int, **extra: object) -> pd.DataFrame:
+    rng = np.random.default_rng(rows)
+    return pd.DataFrame({"user_id": range(rows), "a": rng.normal(size=rows), **extra})
+
+
+@pytest.mark.parametrize(
+    ("cells", "shown"),
+    [
+        ([{"x": 1}] * 30, "holds structs (e.g. {'x': 1})"),
+        ([[1, 2]] * 30, "holds lists (e.g. [1, 2])"),
+        ([np.array([1, 2])] * 30, "holds lists (e.g. [1, 2])"),
+    ],
+)
+@pytest.mark.parametrize("role", ["behavioral", "demographic", "outcome"])
+def test_hardening_nested_cells_are_named_by_column(cells: list, shown: str, role: str) -> None:
+    roles = (
+        FeaturesConfig(behavioral=["a", "n"])
+        if role == "behavioral"
+        else FeaturesConfig.model_validate({"behavioral": ["a"], role: ["n"]})
+    )
+    with pytest.raises(DataError) as info:
+        select_features(_table(30, n=pd.Series(cells, dtype=object)), "user_id", roles)
+    assert str(info.value) == (
+        f"the data: column 'n' {shown}, not plain values; flatten it into one column per field "
+        "before using it"
+    )
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf, 1e308, -1e101])
+@pytest.mark.parametrize("role", ["behavioral", "demographic", "outcome"])
+def test_hardening_unscalable_numbers_are_named_by_column(value: float, role: str) -> None:
+    values = np.linspace(0, 1, 30)
+    values[7] = value
+    roles = (
+        FeaturesConfig(behavioral=["a", "n"])
+        if role == "behavioral"
+        else FeaturesConfig.model_validate({"behavioral": ["a"], role: ["n"]})
+    )
+    with pytest.raises(DataError) as info:
+        select_features(_table(30, n=values), "user_id", roles)
+    assert str(info.value) == (
+        f"the data: column 'n' has 1 value(s) that are infinite or beyond ±1e+100 (e.g. "
+        f"{value!r}), too large to scale; mark them missing or fix them"
+    )
+
+
+def test_hardening_currency_percent_and_thousands_are_numbers_with_a_warning() -> None:
+    price = ["$36.88", "-$1,200.50", "$0.99"] * 10
+    share = ["12.5%", "100%", "0.5%"] * 10
+    with pytest.warns(UserWarning) as said:
+        frame = select_features(
+            _table(30, price=price, share=share),
+            "user_id",
+            FeaturesConfig(behavioral=["a", "price", "share"]),
+        )
+    messages = [str(w.message) for w in said]
+    assert messages == [
+        "the data: column 'price' holds numbers written as text with currency signs and "
+        "thousands separators (e.g. '$36.88'); using them as numbers",
+        "the data: column 'share' holds numbers written as text with percent signs (e.g. "
+        "'12.5%'); using them as numbers",
+    ]
+    assert frame.numeric_features == ["a", "price", "share"]
+    assert frame.raw["price"].tolist() == [36.88, -1200.5, 0.99] * 10
+    assert frame.raw["share"].tolist() == [12.5, 100.0, 0.5] * 10
+
+
+@pytest.mark.parametrize("text", ["1,5", "12,34", "$", "1.2.3", "%", "1,2345", "EUR 5"])
+def test_hardening_text_that_is_not_a_formatted_number_is_not_read_as_one(text: str) -> None:
+    assert formatted_numbers(pd.Series([text, "$1.00"])) is None
+
+
+@given(
+    value=st.floats(min_value=-1e12, max_value=1e12, allow_nan=False).map(lambda v: round(v, 2)),
+    currency=st.sampled_from(["", "$", "€", "£"]),
+    grouped=st.booleans(),
+    percent=st.booleans(),
+)
+def test_hardening_formatted_numbers_read_back_exactly(
+    value: float, currency: str, grouped: bool, percent: bool
+) -> None:
+    body = f"{abs(value):,.2f}" if grouped else f"{abs(value):.2f}"
+    text = ("-" if value < 0 else "") + currency + body + ("%" if percent else "")
+    parsed = formatted_numbers(pd.Series([text, "$1,000.00"]))
+    assert parsed is not None
+    assert parsed[0].iloc[0] == pytest.approx(value, abs=1e-9)
+
+
+@pytest.mark.parametrize("rows", [10, 12, 15, 19])
+def test_hardening_ten_to_nineteen_rows_run_without_a_traceback(rows: int, tmp_path: Path) -> None:
+    path = tmp_path / "small.csv"
+    _table(rows, b=np.arange(rows) % 2 * 10.0).to_csv(path, index=False)
+    result = CliRunner().invoke(
+        main,
+        ["run", "--data", str(path), "--id", "user_id", "--behavioral", "a,b", "--no-store",
+         "--out", str(tmp_path / "out")],
+    )  # fmt: skip
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    if result.exit_code == 0:
+        sizes = json.loads((tmp_path / "out" / "personas.json").read_text())["personas"]
+        assert min(p["size"] for p in sizes) >= 5
+    else:
+        assert result.stderr.startswith("error: ")
+
+
+def test_hardening_dbscan_min_samples_above_the_row_count_is_skipped() -> None:
+    X = np.random.default_rng(0).normal(size=(12, 2))
+    said: list[str] = []
+    groups = dbscan_candidates(X, DbscanGrid(min_samples=[5, 10, 20]), said.append)
+    assert [m for m, _ in groups] == [5, 10]
+    assert said[0] == "search: dbscan min_samples >= 12 skipped: the table has 12 rows"
+    assert dbscan_candidates(X, DbscanGrid(min_samples=[12, 40]), said.append) == []
+
+
+def test_hardening_clusters_under_min_cluster_size_are_not_personas() -> None:
+    X = np.r_[np.zeros((20, 2)), np.full((4, 2), 9.0)]
+    cfg = SearchConfig(min_cluster_share=0)
+    cands = [Candidate("kmeans", {"k": 2}, np.r_[np.zeros(20), np.ones(4)].astype(np.intp))]
+    score_candidates(X, cands, cfg)
+    assert cands[0].reason == "smallest cluster 4 user(s) < min_cluster_size=5"
+    cands[0].labels[19] = 1
+    score_candidates(X, cands, cfg)
+    assert cands[0].eligible

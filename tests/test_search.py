@@ -324,13 +324,14 @@ def test_run_search_none_eligible_lists_best_few_and_why() -> None:
     for k in (2, 3):
         with threadpool_limits(1):
             labels = KMeans(n_clusters=k, n_init=3, random_state=0).fit(X).labels_
-        smallest = np.bincount(labels).min() / len(X)
-        rows.append((silhouette_score(X, labels), k, smallest))
+        size = int(np.bincount(labels).min())
+        rows.append((silhouette_score(X, labels), k, size))
     rows.sort(key=lambda r: -r[0])
     lines = "\n".join(
-        f"  kmeans(k={k}): silhouette {sil:.3f}, rejected: smallest cluster {small:.1%} < "
+        f"  kmeans(k={k}): silhouette {sil:.3f}, rejected: smallest cluster {size / len(X):.1%} < "
         "min_cluster_share=10.0%"
-        for sil, k, small in rows
+        + (f"; smallest cluster {size} user(s) < min_cluster_size=5" if size < 5 else "")
+        for sil, k, size in rows
     )
     with pytest.raises(SearchError) as info:
         run_search(X, cfg)

@@ -28,6 +28,7 @@ import pandas as pd
 from apg.config import FeaturesConfig, PreprocessingConfig
 from apg.errors import DataError, listing
 from apg.prepare.dates import DateRule, date_news, find_dates, looks_like_dates, rule_for
+from apg.prepare.values import as_number, check_finite, check_plain, formatted_numbers
 
 MIN_ROWS = 10
 
@@ -135,7 +136,7 @@ class LazyRaw:
 
     def _as_raw(self, col: str, values: pd.Series) -> pd.Series:
         if col in self._converted:
-            values = _as_number(values)
+            values = as_number(values)
         elif col in self._dates:
             values = self._dates[col].days(values)
         dtype = self._dtypes[col]
@@ -213,11 +214,6 @@ def _looks_numeric(s: pd.Series) -> tuple[bool, str | None]:
     return False, None
 
 
-def _as_number(s: pd.Series) -> pd.Series:
-    """A column of numbers stored as text, as numbers."""
-    return pd.to_numeric(s.astype("string").str.strip(), errors="coerce")
-
-
 _Kind = Literal["numeric", "numbers as text", "date", "categorical"]
 
 
@@ -237,6 +233,7 @@ def _classify(
     settings: PreprocessingConfig,
 ) -> _Read | None:
     """How clustering column ``col`` (values ``s``) is used; None when it is dropped."""
+    check_plain(s, col, origin)
     if s.isna().all():
         problem = "is entirely missing"
     elif s.nunique(dropna=True) <= 1:
@@ -256,14 +253,20 @@ def _classify(
         )
     forced = settings.date_formats.get(col)
     if forced is None and _is_numeric(s):
+        check_finite(s, col, origin)
         return _Read("numeric", binary=s.nunique(dropna=True) == 2)
     present = s.dropna()
     if forced is None:
         as_numbers = pd.to_numeric(present.astype(str).str.strip(), errors="coerce")
+        how = "stored as text"
+        if not as_numbers.notna().all() and (formatted := formatted_numbers(present)):
+            as_numbers, marks = formatted
+            how = f"written as text with {' and '.join(marks)} (e.g. {str(present.iloc[0])!r})"
         if as_numbers.notna().all():
+            check_finite(as_numbers, col, origin)
             # Numbers stored as text (JSON, SQL text columns): cluster them as numbers, and say so.
             warnings.warn(
-                f"{origin}: column {col!r} holds numbers stored as text; using them as numbers",
+                f"{origin}: column {col!r} holds numbers {how}; using them as numbers",
                 stacklevel=4,
             )
             return _Read("numbers as text", binary=as_numbers.nunique() == 2)
@@ -370,12 +373,18 @@ def _select(
     date_demo: list[str] = []
     for col in features.demographic:
         s = column(col)
+        check_plain(s, col, origin)
+        if _is_numeric(s):
+            check_finite(s, col, origin)
         if _is_numeric(s) and not _is_code(s):
             numeric_demo.append(col)
         elif not _is_numeric(s) and find_dates(s) is not None:
             date_demo.append(col)
     for col in features.outcome:
-        column(col)  # read once: a column-wise raw learns each column's dtype here
+        s = column(col)  # read once: a column-wise raw learns each column's dtype here
+        check_plain(s, col, origin)
+        if _is_numeric(s):
+            check_finite(s, col, origin)
     cols = [*behavioral, *attitudinal, *features.demographic, *features.outcome]
     converted = [c for c, kind in kinds.items() if kind == "numbers as text"]
     dates = {c: read.rule for c, read in reads.items() if read is not None and read.rule}
@@ -411,7 +420,7 @@ def select_features(
 
     def raw(cols: list[str], converted: list[str], dates: dict[str, DateRule]) -> pd.DataFrame:
         picked = table[cols]
-        changed = {c: _as_number(table[c]) for c in converted}
+        changed = {c: as_number(table[c]) for c in converted}
         changed.update({c: rule.days(table[c]) for c, rule in dates.items()})
         if changed:
             picked = picked.assign(**changed)
@@ -450,7 +459,7 @@ def select_features_by_column(
 
     def raw(cols: list[str], converted: list[str], dates: dict[str, DateRule]) -> LazyRaw:
         for col in converted:  # read again rather than keep the whole converted column
-            dtypes[col] = _as_number(columns.column(col)).dtype
+            dtypes[col] = as_number(columns.column(col)).dtype
         dtypes.update({col: np.dtype(np.float64) for col in dates})  # days
         return LazyRaw(columns, {c: dtypes[c] for c in cols}, converted, dates=dates)
 

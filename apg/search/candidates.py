@@ -38,6 +38,7 @@ class Candidate:
     n_clusters: int = 0
     noise_share: float = 0.0
     min_cluster_share: float = 0.0
+    min_cluster_size: int = 0
     silhouette: float = math.nan
     davies_bouldin: float = math.nan
     calinski_harabasz: float = math.nan
@@ -150,8 +151,18 @@ def dbscan_candidates(
     X: np.ndarray, grid: DbscanGrid, progress: Progress | None = None
 ) -> list[tuple[int, list[Candidate]]]:
     """Every (eps, min_samples) of the grid from one neighbour pass, grouped by min_samples;
-    an eps whose neighbourhoods would not fit ``grid.max_pairs`` is skipped."""
+    an eps whose neighbourhoods would not fit ``grid.max_pairs`` is skipped, and so is a
+    min_samples of at least the number of rows (every point would need every other as a
+    neighbour: one cluster or all noise, and the k-distance curve has no such neighbour)."""
     start = time.perf_counter()
+    usable = [m for m in grid.min_samples if m < X.shape[0]]
+    if len(usable) < len(grid.min_samples) and progress is not None:
+        progress(
+            f"search: dbscan min_samples >= {X.shape[0]} skipped: the table has {X.shape[0]} rows"
+        )
+    if not usable:
+        return []
+    grid = grid.model_copy(update={"min_samples": usable})
     if grid.eps == "auto":
         eps_by_m = kdistance_eps_grid(X, grid.min_samples, grid.eps_quantiles)
     else:

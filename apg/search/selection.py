@@ -32,6 +32,7 @@ def score_candidates(
         c.n_clusters = len(sizes)
         c.noise_share = float(1 - valid.mean())
         c.min_cluster_share = float(sizes.min() / n) if len(sizes) else 0.0
+        c.min_cluster_size = int(sizes.min()) if len(sizes) else 0
         c.evenness = evenness(c)
     scored = [c for c in candidates if c.n_clusters >= 2]
     silhouettes = silhouette_many(X, [c.labels for c in scored], threads=threads)
@@ -54,6 +55,11 @@ def score_candidates(
             reasons.append(
                 f"smallest cluster {c.min_cluster_share:.1%} < "
                 f"min_cluster_share={cfg.min_cluster_share:.1%}"
+            )
+        if c.n_clusters >= 2 and c.min_cluster_size < cfg.min_cluster_size:
+            reasons.append(
+                f"smallest cluster {c.min_cluster_size} user(s) < "
+                f"min_cluster_size={cfg.min_cluster_size}"
             )
         if c.n_clusters >= 2 and math.isnan(c.silhouette):
             reasons.append("silhouette undefined")
