@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -254,3 +255,35 @@ def test_hardening_clusters_under_min_cluster_size_are_not_personas() -> None:
     cands[0].labels[19] = 1
     score_candidates(X, cands, cfg)
     assert cands[0].eligible
+
+
+# --- the store: corrupt files, other applications' databases ---------------------------------
+
+
+@pytest.mark.parametrize("command", [["runs", "list"], ["personas", "list"], ["status"]])
+def test_hardening_a_corrupt_database_is_one_error_line(command: list[str], tmp_path: Path) -> None:
+    path = tmp_path / "apg.db"
+    path.write_bytes(b"SQLite format 3\x00" + bytes(range(256)) * 20)
+    code, out, err = invoke(*command, "--db", str(path))
+    assert (code, out) == (1, "")
+    assert err == (
+        f"error: database sqlite:///{path}: file is not a database; it is damaged or not a "
+        "database. Check --db, or restore the file from a backup\n"
+    )
+
+
+def test_hardening_reading_commands_leave_another_apps_database_alone(tmp_path: Path) -> None:
+    path = tmp_path / "other_app.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE customers (id INTEGER)")
+    before = path.read_bytes()
+    for command in (["runs", "list"], ["personas", "list"], ["status"], ["export"]):
+        code, out, err = invoke(*command, "--db", str(path))
+        assert (code, out) == (1, ""), command
+        assert err == (
+            f"error: sqlite:///{path} is not an apg database (it holds tables customers); point "
+            "--db at the database `apg run` records to\n"
+        ), command
+    assert path.read_bytes() == before
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("delete",)

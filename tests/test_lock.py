@@ -172,7 +172,12 @@ def test_lock_run_of_a_killed_process_is_marked_interrupted_by_the_next_run(
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert proc.returncode == 9, proc.stderr
     (left,) = store.runs()
-    assert left["status"] == "running" and left["host"] == HOST
+    # Any reader shows the dead run interrupted at once; the next run records it so.
+    assert (left["status"], left["host"]) == ("interrupted", HOST)
+    assert left["reason"] == f"pid {left['pid']} on host {HOST} is gone (killed or crashed) " + (
+        "(not yet recorded)"
+    )
+    assert left["finished_at"] is None
     stored = h.run(store, h.blobs())
     marked = next(r for r in store.runs() if r["id"] == left["id"])
     assert marked["status"] == "interrupted" and marked["finished_at"] >= now()[:10]

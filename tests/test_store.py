@@ -16,7 +16,7 @@ import store_helpers as h
 from apg.config import parse_config
 from apg.errors import NotFoundError, SearchError, StoreError
 from apg.search.model_io import StoredModel
-from apg.store import Store, open_store, resolve_url
+from apg.store import Store, locks, open_store, resolve_url
 from apg.store import schema as t
 from apg.store.record import masked_config
 
@@ -143,6 +143,11 @@ def test_record_run_is_one_transaction_failure_leaves_nothing(
     assert [r["status"] for r in runs] == ["failed"]
 
 
+def done_pid(store: Store) -> int:
+    with store.read() as conn:
+        return int(conn.execute(sa.select(t.runs.c.pid)).scalar_one())
+
+
 def test_record_run_crash_mid_transaction_leaves_no_half_run(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'crash.db'}"
     script = textwrap.dedent(f"""
@@ -161,7 +166,15 @@ def test_record_run_crash_mid_transaction_leaves_no_half_run(tmp_path: Path) -> 
     assert done.returncode == 3, done.stderr
     with Store(url) as s:
         # Only the `running` row committed at the start is left; none of the run's content.
-        assert [r["status"] for r in s.runs()] == ["running"]
+        # Readers already show it interrupted (the process is gone) without recording it.
+        (shown,) = s.runs()
+        assert (shown["status"], shown["reason"]) == (
+            "interrupted",
+            f"pid {done_pid(s)} on host {locks.HOST} is gone (killed or crashed) "
+            "(not yet recorded)",
+        )
+        with s.read() as conn:
+            assert conn.execute(sa.select(t.runs.c.status)).scalars().all() == ["running"]
         for table in (t.candidates, t.personas, t.persona_runs, t.narratives, t.members):
             assert _count(s, table) == 0, table.name
         # The next run finds the dead process's run and marks it interrupted.

@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from starlette.testclient import TestClient
 from web_helpers import Demo, client, csrf_of, demo, demo_template, store
 
-from apg.store import Store, now, review, runstate
+from apg.store import Store, locks, now, review, runstate
 from apg.store import schema as t
 
 __all__ = ["client", "demo", "demo_template", "store"]  # fixtures
@@ -257,11 +257,14 @@ def test_web_degraded_run_shows_its_report_and_reason(
 
 def test_web_run_in_progress_is_listed_without_a_report(client: TestClient, store: Store) -> None:
     run_id = "run-20990101-000000-beef"
-    with store.write() as conn:
+    token = locks.new_token()
+    with store.write() as conn:  # a live run: its row and the run lock held by this process
         runstate.insert_running(conn, run_id, started_at=now(), config=None, trigger="schedule")
+        locks.acquire(conn, locks.RUN, token=token, command="apg run", run_id=run_id)
     assert '<span class="badge running">running</span>' in client.get("/runs").text
     html = client.get(f"/runs/{run_id}").text
     assert "schedule" in html and 'id="leaderboard"' not in html
+    locks.forget(token)
 
 
 def test_web_report_download_of_failed_run_is_404(client: TestClient, demo: Demo) -> None:

@@ -56,7 +56,7 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def _sqlite_engine(url: sa.URL) -> sa.Engine:
+def _sqlite_engine(url: sa.URL, *, create: bool) -> sa.Engine:
     engine = sa.create_engine(url, connect_args={"timeout": BUSY_TIMEOUT})
 
     @event.listens_for(engine, "connect")
@@ -65,7 +65,9 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
         # handling would defer it and commit before DDL).
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        if url.database not in (None, "", ":memory:"):
+        # WAL persists in the file: only a command that may create the database sets it, so
+        # one that reads never changes another application's file.
+        if create and url.database not in (None, "", ":memory:"):
             cur.execute("PRAGMA journal_mode=WAL")
         cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
         cur.execute("PRAGMA foreign_keys=ON")
@@ -108,7 +110,7 @@ class Database:
                             "or pass --db URL / set APG_DATABASE_URL"
                         )
                     Path(path).parent.mkdir(parents=True, exist_ok=True)
-                self.engine = _sqlite_engine(parsed)
+                self.engine = _sqlite_engine(parsed, create=create)
             else:
                 self.engine = sa.create_engine(parsed, pool_pre_ping=True)
         except ModuleNotFoundError as exc:
@@ -120,6 +122,7 @@ class Database:
             raise StoreError(
                 f"unsupported database {self.display_url!r}; use sqlite:/// or postgresql+psycopg://"
             ) from None
+        self.create = create
         try:
             self.schema_version = self._open()
         except BaseException:
@@ -129,6 +132,15 @@ class Database:
     def _open(self) -> int:
         with self.read() as conn:
             version = current_version(conn)
+            others = sorted(sa.inspect(conn).get_table_names()) if version == 0 else []
+        if version == 0 and not self.create:
+            # Commands that only read or review never turn a file into an apg database.
+            raise StoreError(
+                f"{self.display_url} is not an apg database (it holds tables "
+                f"{', '.join(others[:5])}); point --db at the database `apg run` records to"
+                if others
+                else f"{self.display_url} holds no apg runs yet; record one with `apg run`"
+            )
         if version != LATEST:
             with self.write() as conn:
                 migrate(conn)
@@ -162,6 +174,12 @@ class Database:
             yield
         except sa.exc.OperationalError as exc:
             raise StoreError(f"database {self.display_url}: {_short(exc)}") from None
+        except sa.exc.DatabaseError as exc:
+            # A corrupt, truncated or foreign file: sqlite says "file is not a database".
+            raise StoreError(
+                f"database {self.display_url}: {_short(exc)}; it is damaged or not a database. "
+                "Check --db, or restore the file from a backup"
+            ) from None
 
     def close(self) -> None:
         self.engine.dispose()

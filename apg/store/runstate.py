@@ -92,34 +92,44 @@ def finish(conn: sa.Connection, run_id: str, status: str, reason: str, **values:
     return bool(done)
 
 
-def recover_stale(
-    conn: sa.Connection, found_by: str, stale_after: float = locks.STALE_AFTER
-) -> list[tuple[str, str]]:
-    """Mark ``interrupted`` every ``running`` run whose process is gone; drop a dead holder's
-    run lock. Returns ``(run id, reason)`` per run marked. Call inside a write transaction."""
+def dead_runs(conn: sa.Connection, stale_after: float = locks.STALE_AFTER) -> dict[str, str]:
+    """Every ``running`` run whose process is gone, with why; reads only, so any reader can
+    show such a run as ``interrupted`` before a writer records it."""
     holder = locks.read(conn, locks.RUN)
     live_run, holder_gone = None, None
     if holder is not None:
         holder_gone = locks.dead_reason(holder, stale_after)
         if holder_gone is None:
             live_run = holder.run_id
-        else:
-            locks.release(conn, locks.RUN, holder.token)
     r = t.runs
     rows = conn.execute(
         sa.select(r.c.id, r.c.pid, r.c.host).where(r.c.status == "running").order_by(r.c.id)
     ).all()
-    marked = []
+    dead = {}
     for row in rows:
         if row.id == live_run:
             continue
         if holder is not None and holder_gone and row.id == holder.run_id:
-            why = holder_gone
+            dead[row.id] = holder_gone
         else:  # the lock goes with the final status, so no lock means the process is gone
-            why = f"pid {row.pid} on host {row.host} stopped without finishing it"
+            dead[row.id] = f"pid {row.pid} on host {row.host} stopped without finishing it"
+    return dead
+
+
+def recover_stale(
+    conn: sa.Connection, found_by: str, stale_after: float = locks.STALE_AFTER
+) -> list[tuple[str, str]]:
+    """Mark ``interrupted`` every ``running`` run whose process is gone; drop a dead holder's
+    run lock. Returns ``(run id, reason)`` per run marked. Call inside a write transaction."""
+    dead = dead_runs(conn, stale_after)
+    holder = locks.read(conn, locks.RUN)
+    if holder is not None and locks.dead_reason(holder, stale_after) is not None:
+        locks.release(conn, locks.RUN, holder.token)
+    marked = []
+    for run_id, why in dead.items():
         reason = f"{why}; found by {found_by}"
-        if finish(conn, row.id, "interrupted", reason):
-            marked.append((row.id, reason))
+        if finish(conn, run_id, "interrupted", reason):
+            marked.append((run_id, reason))
     return marked
 
 

@@ -16,7 +16,7 @@ from apg.config import Config
 from apg.errors import StoreError
 from apg.profiles.identity import Plan, PreviousRun
 from apg.search.model_io import StoredModel
-from apg.store import queries, record
+from apg.store import queries, record, runstate
 from apg.store import schema as tables
 from apg.store.engine import Database, now, resolve_url
 
@@ -79,11 +79,11 @@ class Store(Database):
     # -- reads -------------------------------------------------------------------------------
     def runs(self, limit: int | None = None) -> list[dict[str, Any]]:
         with self.read() as conn:
-            return queries.list_runs(conn, limit)
+            return _presumed(conn, queries.list_runs(conn, limit))
 
     def run(self, ref: str | None = None) -> dict[str, Any]:
         with self.read() as conn:
-            return queries.run_detail(conn, queries.resolve_run(conn, ref))
+            return _presumed(conn, [queries.run_detail(conn, queries.resolve_run(conn, ref))])[0]
 
     def personas(self, run: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
         with self.read() as conn:
@@ -98,6 +98,18 @@ class Store(Database):
         with self.read() as conn:
             run_id = queries.resolve_run(conn, run)
             return (run_id, *queries.load_model(conn, run_id))
+
+
+def _presumed(conn: sa.Connection, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``runs`` with each ``running`` run whose process is gone shown ``interrupted``: a reader
+    never shows a dead run as running, though only a writer records the change."""
+    if any(run.get("status") == "running" for run in runs):
+        dead = runstate.dead_runs(conn)
+        for run in runs:
+            if run["id"] in dead and run.get("status") == "running":
+                run["status"] = "interrupted"
+                run["reason"] = f"{dead[run['id']]} (not yet recorded)"
+    return runs
 
 
 def open_store(
