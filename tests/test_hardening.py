@@ -19,12 +19,14 @@ from hypothesis import strategies as st
 
 from apg.cli.main import main
 from apg.config import DbscanGrid, FeaturesConfig, SearchConfig, load_config
-from apg.errors import ConfigError, DataError
+from apg.errors import ApgError, ConfigError, DataError
 from apg.prepare.features import select_features
 from apg.prepare.values import formatted_numbers
 from apg.report.markdown import _md
 from apg.search.candidates import Candidate, dbscan_candidates
 from apg.search.selection import score_candidates
+from apg.sources.base import SourceContext
+from apg.sources.file import FileSource
 from apg.store.export import spreadsheet_safe
 
 
@@ -287,3 +289,37 @@ def test_hardening_reading_commands_leave_another_apps_database_alone(tmp_path: 
     assert path.read_bytes() == before
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+
+
+# --- input files: bounded before pandas parses them ------------------------------------------
+
+
+def test_hardening_a_file_of_one_giant_line_is_refused_before_parsing(tmp_path: Path) -> None:
+    path = tmp_path / "garbage.csv"
+    path.write_bytes(b"x" * (2 << 20))
+    code, _out, err = invoke(
+        "run", "--data", str(path), "--id", "id", "--behavioral", "a", "--no-store",
+        "--out", str(tmp_path / "out"),
+    )  # fmt: skip
+    assert code == 1 and not (tmp_path / "out").exists()
+    assert err.splitlines()[-1] == (
+        f"error: source #1 (file {path}): the first line of '{path}' is longer than "
+        "1,048,576 bytes (max_line_bytes): not a table with a header line; check the file, or "
+        "raise max_line_bytes"
+    )
+
+
+def test_hardening_a_header_wider_than_max_columns_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "wide.csv"
+    header = ",".join(f"c{i}" for i in range(12))
+    path.write_text(header + "\n" + "\n".join(",".join(["1"] * 12) for _ in range(20)) + "\n")
+    spec = {"kind": "file", "path": str(path), "max_columns": 11}
+    source = FileSource.model_validate(spec)
+    with pytest.raises(ApgError) as info:
+        source.read(SourceContext(base_dir=tmp_path, id_column="c0"))
+    assert str(info.value).endswith(
+        f"'{path}' has 12 columns in its header, more than max_columns (11); check the "
+        "separator, or raise max_columns"
+    )
+    spec["max_columns"] = 12
+    assert FileSource.model_validate(spec).read(SourceContext(tmp_path, "c0")).shape == (20, 12)

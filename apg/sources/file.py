@@ -142,9 +142,38 @@ class FileSource(SourceSpec):
     # Number the rows 1, 2, ... (file order; a glob's files in path order) into this new
     # column: an id for a table that has none. Continuity across runs then rests on row order.
     row_id: str | None = None
+    # Bounds on what a text file may look like before pandas parses it: a file of one giant
+    # line, or a header of hundreds of thousands of fields, is not a user table, and parsing it
+    # took minutes and gigabytes.
+    max_columns: int = Field(10_000, ge=2)
+    max_line_bytes: int = Field(1 << 20, ge=1024)
 
     def describe(self) -> str:
         return f"file {self.path}"
+
+    def _check_header(self, ctx: SourceContext, path: Path) -> None:
+        """Raise unless the first line of text file ``path`` fits ``max_line_bytes`` and
+        splits into at most ``max_columns`` fields."""
+        with path.open("rb") as handle:
+            head = handle.readline(self.max_line_bytes + 1)
+        if len(head) > self.max_line_bytes and not head.endswith(b"\n"):
+            raise self.error(
+                ctx,
+                f"the first line of {str(path)!r} is longer than {self.max_line_bytes:,} bytes "
+                "(max_line_bytes): not a table with a header line; check the file, or raise "
+                "max_line_bytes",
+            )
+        sep = self._used_separator(format_of(path) or "csv")
+        if not isinstance(sep, str) or len(sep) != 1:
+            return
+        line = head.decode("utf-8", errors="replace").rstrip("\r\n")
+        fields = len(next(csv.reader([line], delimiter=sep), []))
+        if fields > self.max_columns:
+            raise self.error(
+                ctx,
+                f"{str(path)!r} has {fields:,} columns in its header, more than max_columns "
+                f"({self.max_columns:,}); check the separator, or raise max_columns",
+            )
 
     def _pattern(self, ctx: SourceContext) -> Path:
         pattern = Path(self.path).expanduser()
@@ -182,6 +211,8 @@ class FileSource(SourceSpec):
                     ".tsv, .parquet or .jsonl, or set `format:`",
                 )
             key = self.id or ctx.id_column
+            if fmt in ("csv", "tsv"):
+                self._check_header(ctx, path)
             try:
                 frame = read_table(path, fmt, self.options, key=None if key == self.row_id else key)
             except (
