@@ -398,11 +398,37 @@ def format_validation_error(exc: ValidationError, origin: str) -> str:
     return mask_secrets(f"{origin}: invalid config:\n  " + "\n  ".join(lines))
 
 
+# A real config has a few hundred values. YAML aliases let a short file name the same list
+# many times over ("billion laughs"): safe_load shares the nodes, but anything that walks the
+# tree (interpolation, validation) would visit every repeat.
+MAX_CONFIG_VALUES = 100_000
+MAX_CONFIG_BYTES = 1 << 20
+
+
+def check_config_size(data: Any, origin: str, budget: int = MAX_CONFIG_VALUES) -> None:
+    """Raise when walking ``data`` would visit more than ``budget`` values (aliases counted
+    at every place they are used); stops walking as soon as it knows."""
+    stack, seen = [data], 0
+    while stack:
+        value = stack.pop()
+        seen += 1
+        if seen > budget:
+            raise ConfigError(
+                f"{origin}: the config expands to more than {budget:,} values (YAML aliases "
+                "repeating large anchors?); write the values out or shorten the lists"
+            )
+        if isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+
+
 def parse_config(data: Any, origin: str = "config", base_dir: Path | None = None) -> Config:
     if not isinstance(data, dict):
         raise ConfigError(
             f"{origin}: the config must be a mapping of keys, got {type(data).__name__}"
         )
+    check_config_size(data, origin)
     data = interpolate_env(data)
     try:
         cfg = Config.model_validate(data)
@@ -439,9 +465,16 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 def load_config(path: Path) -> Config:
     """Read a YAML config; relative paths inside it resolve against its folder."""
+    if path.is_dir():
+        raise ConfigError(f"config {str(path)!r} is a folder; pass a YAML file as --config FILE")
     if not path.is_file():
         raise ConfigError(
             f"config file {str(path)!r} does not exist; pass an existing --config FILE"
+        )
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{path}: {path.stat().st_size:,} bytes is too large for a config (at most "
+            f"{MAX_CONFIG_BYTES:,}); is it the right file?"
         )
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)

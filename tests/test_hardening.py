@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from apg.cli.main import main
-from apg.config import DbscanGrid, FeaturesConfig, SearchConfig, load_config
+from apg.config import DbscanGrid, FeaturesConfig, SearchConfig, check_config_size, load_config
 from apg.errors import ApgError, ConfigError, DataError
 from apg.prepare.features import select_features
 from apg.prepare.values import formatted_numbers
@@ -323,3 +323,45 @@ def test_hardening_a_header_wider_than_max_columns_is_refused(tmp_path: Path) ->
     )
     spec["max_columns"] = 12
     assert FileSource.model_validate(spec).read(SourceContext(tmp_path, "c0")).shape == (20, 12)
+
+
+# --- configs: bounded size and alias expansion, folders -----------------------------------
+
+
+def test_hardening_yaml_alias_bomb_stops_at_the_value_budget(tmp_path: Path) -> None:
+    lines = ['l0: &l0 ["${HOME}", "${HOME}", "${HOME}", "${HOME}", "${HOME}", "${HOME}"]']
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 6)}]" for i in range(1, 12)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")  # 6**12 ≈ 2e9 strings
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == (
+        f"{path}: the config expands to more than 100,000 values (YAML aliases repeating large "
+        "anchors?); write the values out or shorten the lists"
+    )
+
+
+def test_hardening_config_size_budget_counts_every_use_of_a_shared_value() -> None:
+    shared = list(range(10))
+    check_config_size({"a": [shared] * 9}, "c", budget=101)  # 1 + 1 + 9 + 90 values
+    with pytest.raises(ConfigError, match=r"^c: the config expands to more than 100 values"):
+        check_config_size({"a": [shared] * 9}, "c", budget=100)
+
+
+def test_hardening_config_path_that_is_a_folder_says_so(tmp_path: Path) -> None:
+    code, out, err = invoke("run", "--config", str(tmp_path), "--no-store")
+    assert (code, out) == (1, "")
+    assert (
+        err == f"error: config {str(tmp_path)!r} is a folder; pass a YAML file as --config FILE\n"
+    )
+
+
+def test_hardening_oversized_config_file_is_refused_unread(tmp_path: Path) -> None:
+    path = tmp_path / "big.yaml"
+    path.write_text("# " + "x" * (1 << 20) + "\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == (
+        f"{path}: 1,048,579 bytes is too large for a config (at most 1,048,576); is it the "
+        "right file?"
+    )
