@@ -25,6 +25,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("apg.report",),
     ("apg.store",),
     ("apg.service",),
+    # The Python API (apg.generate): the CLI's run path, so it sits just under the CLI and the
+    # web app and may never import them.
+    ("apg.api",),
     ("apg.cli", "apg.web", "apg.__main__", "apg"),
 ]
 TOP_LEVEL_LIMIT = 10

@@ -1,4 +1,8 @@
-"""``apg run``: the whole pipeline from a config or the quick ``--data`` form, to ``--out``."""
+"""``apg run``: the whole pipeline from a config or the quick ``--data`` form, to ``--out``.
+
+The options become a :class:`~apg.config.Config`; the run itself is :func:`apg.api.execute`,
+the same call :func:`apg.generate` makes, and ``--out`` is :meth:`apg.api.Run.save`.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from typing import Any
 
 import click
 
+from apg.api.inputs import MAX_SEED, ROLES, ROW_ID
+from apg.api.inputs import run_inputs as api_run_inputs
 from apg.cli.options import parse_algorithms, parse_k, parse_names, parse_sep
 from apg.cli.store import CONTEXT
 from apg.config import (
@@ -23,11 +29,8 @@ from apg.errors import ApgError, ConfigError
 from apg.sources.base import SourceContext
 from apg.sources.file import FileSource, default_separator, detect_separator, format_of
 
-MAX_SEED = 2**32 - 1  # what NumPy and scikit-learn accept
-
-# The id column apg run --data adds when no --id is given: the row number, 1 = first data row.
-ROW_ID = "row"
-ROLES = ("behavioral", "attitudinal", "demographic", "outcome")
+# ROW_ID (from the API): the id column apg run --data adds when no --id is given, the row
+# number (1 = first data row), as apg.generate numbers a DataFrame's rows.
 TEXT_FORMATS = ("csv", "tsv")
 
 
@@ -294,9 +297,8 @@ def run(
       apg run --data export.csv --sep ';' --na-values 'n/a,unknown' \\
               --behavioral @behavioral.txt --k 3-8 --algorithms kmeans
     """
-    from apg.pipeline import run as run_pipeline
+    from apg.api import execute
     from apg.report.folder import check_output_folder
-    from apg.report.outputs import write_outputs
 
     if config_path and data:
         raise ConfigError("give either --config FILE or --data FILE, not both")
@@ -358,26 +360,26 @@ def run(
         progress(note)
     if no_store:
         with failure_evidence(out, protected):
-            result = run_pipeline(config, progress=progress)
-        write_outputs(result, out, protected=protected)
-        click.echo(summary_text(result, out))
-        return
-    from apg.cli.store import continuity_text
-    from apg.store import open_store
-    from apg.store.locks import LockHeld
-    from apg.store.runner import judge, run_with_store
+            done = execute(config, progress=progress, inputs=protected)
+    else:
+        from apg.store import open_store
+        from apg.store.locks import LockHeld
 
-    def waiting(exc: LockHeld) -> None:
-        click.echo(f"waiting for {exc.holder.describe()} to finish", err=True)
+        def waiting(exc: LockHeld) -> None:
+            click.echo(f"waiting for {exc.holder.describe()} to finish", err=True)
 
-    with open_store(db, config.storage.url) as store, failure_evidence(out, protected):
-        stored = run_with_store(config, store, progress=progress, wait=wait, on_wait=waiting)
-    write_outputs(stored.result, out, protected=protected)
-    click.echo(summary_text(stored.result, out))
-    click.echo(continuity_text(stored.plan, store.display_url))
-    status, reason = judge(stored.plan)
-    if status == "degraded":
-        click.echo(f"warning: recorded as degraded: {reason}", err=True)
+        with open_store(db, config.storage.url) as store, failure_evidence(out, protected):
+            done = execute(
+                config, store=store, progress=progress, inputs=protected, wait=wait, on_wait=waiting
+            )
+    done.save(out)
+    click.echo(summary_text(done.result, out))
+    if done.plan is not None:
+        from apg.cli.store import continuity_text
+
+        click.echo(continuity_text(done.plan, done.store_url or ""))
+        if done.status == "degraded":
+            click.echo(f"warning: recorded as degraded: {done.status_reason}", err=True)
 
 
 def run_inputs(
@@ -385,15 +387,10 @@ def run_inputs(
 ) -> list[Path]:
     """The files a run reads or writes besides its output: its config, every local source file
     and its SQLite store (``store`` is ``(--db, storage.url)``, None without a store)."""
-    from apg.sources import SourceContext
     from apg.store.engine import resolve_url, sqlite_path
 
-    paths = [config_path] if config_path else []
-    for position, spec in enumerate(config.sources, 1):
-        ctx = SourceContext(base_dir=config.base_dir, id_column=config.id_column, position=position)
-        paths += spec.local_paths(ctx)
     database = sqlite_path(resolve_url(*store)) if store else None
-    return [*paths, database] if database else paths
+    return api_run_inputs(config, config_path, database)
 
 
 @contextmanager
