@@ -192,6 +192,9 @@ class SearchConfig(Strict):
     # A persona of a handful of users is an anecdote, and small-cell rules (narration.min_cell)
     # would hide its demographics anyway; on small tables this binds before the share does.
     min_cluster_size: int = Field(5, ge=1)
+    # Every candidate is fitted, scored and resampled for stability: the default grid names
+    # 60; a grid of thousands runs for hours.
+    max_candidates: int = Field(500, ge=1)
     max_noise_share: float = Field(0.15, ge=0, le=1)
     # NumPy and scikit-learn take seeds in [0, 2**32 - 1].
     seed: int = Field(0, ge=0, le=2**32 - 1)
@@ -242,6 +245,26 @@ class SearchConfig(Strict):
     def _something_to_try(self) -> SearchConfig:
         if self.kmeans is None and self.agglomerative is None and self.dbscan is None:
             raise ValueError("all algorithms are disabled; enable kmeans, agglomerative or dbscan")
+        return self
+
+    def grid_size(self) -> int:
+        """How many candidates the grid names (DBSCAN: eps values x min_samples)."""
+        size = len(self.kmeans.k) if self.kmeans else 0
+        if self.agglomerative:
+            size += len(self.agglomerative.k) * len(self.agglomerative.linkage)
+        if self.dbscan:
+            eps = self.dbscan.eps_quantiles if self.dbscan.eps == "auto" else self.dbscan.eps
+            size += len(eps) * len(self.dbscan.min_samples)
+        return size
+
+    @model_validator(mode="after")
+    def _grid_within_max_candidates(self) -> SearchConfig:
+        if self.grid_size() > self.max_candidates:
+            raise ValueError(
+                f"the grid names {self.grid_size():,} candidates, more than max_candidates "
+                f"({self.max_candidates:,}); shorten the k, linkage, eps or min_samples lists, "
+                "or raise search.max_candidates"
+            )
         return self
 
 

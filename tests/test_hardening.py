@@ -365,3 +365,15 @@ def test_hardening_oversized_config_file_is_refused_unread(tmp_path: Path) -> No
         f"{path}: 1,048,579 bytes is too large for a config (at most 1,048,576); is it the "
         "right file?"
     )
+
+
+def test_hardening_a_grid_of_more_than_max_candidates_is_an_error() -> None:
+    assert SearchConfig().grid_size() == 9 + 9 * 3 + 8 * 3
+    eps = [round(0.01 * i, 2) for i in range(1, 200)]
+    with pytest.raises(ValueError) as info:
+        SearchConfig.model_validate({"dbscan": {"eps": eps}})
+    assert (
+        "the grid names 633 candidates, more than max_candidates (500); shorten the k, linkage, "
+        "eps or min_samples lists, or raise search.max_candidates"
+    ) in str(info.value)
+    assert SearchConfig.model_validate({"dbscan": {"eps": eps}, "max_candidates": 633})
