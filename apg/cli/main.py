@@ -143,8 +143,9 @@ _register_web_commands()
 
 def _register_daemon_commands() -> None:
     from apg.cli.daemon import COMMANDS as DAEMON_COMMANDS
+    from apg.cli.notify import COMMANDS as NOTIFY_COMMANDS
 
-    for command in DAEMON_COMMANDS:
+    for command in [*DAEMON_COMMANDS, *NOTIFY_COMMANDS]:
         main.add_command(command)
 
 

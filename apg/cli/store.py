@@ -155,15 +155,20 @@ def runs_list(limit: int, db: str | None, as_json: bool) -> None:
 @db_option
 @json_option
 def runs_show(run: str, db: str | None, as_json: bool) -> None:
-    """Show one run (default: the latest): data, selection, personas, model.
+    """Show one run (default: the latest): data, selection, personas, model, notifications.
 
     \b
     Examples:
       apg runs show latest
       apg runs show run-20250106-030000-a1b2 --json
     """
+    from apg.store.notifications import for_run
+
     with open_db(db) as store:
         r = store.run(run)
+        with store.read() as conn:
+            # Targets and errors were masked before they were stored.
+            r["notifications"] = for_run(conn, r["id"])
     if as_json:
         return echo_json(r)
     lines = [
@@ -199,6 +204,21 @@ def runs_show(run: str, db: str | None, as_json: bool) -> None:
             )
         lines.append(f"LLM calls: {r['llm_calls']}")
         lines += ["", _personas_table(r["personas"])]
+    if r["notifications"]:
+        rows = [["notified", "format", "event", "status", "attempts", "http", "error"]]
+        for n in r["notifications"]:
+            rows.append(
+                [
+                    n["target"],
+                    n["format"],
+                    n["event"],
+                    n["status"],
+                    str(n["attempts"]),
+                    "" if n["http_status"] is None else str(n["http_status"]),
+                    n["error"] or "",
+                ]
+            )
+        lines += ["", table(rows, right={4})]
     click.echo("\n".join(lines))
 
 

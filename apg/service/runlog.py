@@ -77,7 +77,8 @@ class JsonFormatter(logging.Formatter):
 
 
 def setup(fmt: str = "text", level: str = "INFO", stream: TextIO | None = None) -> None:
-    """Log to ``stream`` (stderr) in ``fmt``; APScheduler's own chatter only from warnings."""
+    """Log to ``stream`` (stderr) in ``fmt``; APScheduler's and httpx's own chatter only from
+    warnings."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
@@ -86,3 +87,6 @@ def setup(fmt: str = "text", level: str = "INFO", stream: TextIO | None = None) 
     root.addHandler(handler)
     root.setLevel(level.upper())
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # httpx logs every request URL at INFO; a webhook URL's path may be its secret token.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)

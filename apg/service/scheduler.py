@@ -20,7 +20,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 
 from apg.config import Config, load_config
 from apg.errors import ApgError
-from apg.service import runlog
+from apg.service import notify, runlog, webhook
 from apg.store import Store, locks, now, open_store, runstate
 from apg.store.runner import Cancel, RunInterrupted, Ticket, execute_run
 
@@ -84,7 +84,8 @@ def job_db_url(url: str) -> str | None:
 
 
 def secrets_of(config: Config) -> list[str]:
-    return [v for spec in config.sources for v in spec.secret_values()]
+    values = [v for spec in config.sources for v in spec.secret_values()]
+    return values + [v for target in config.notify for v in webhook.secrets_of(target)]
 
 
 def scheduled_run(
@@ -151,6 +152,8 @@ def scheduled_run(
             )
         if daemon is not None:
             daemon.drop_retry()
+            daemon.ticket = None  # the run is over; only its notifications are left
+        _notify(config, store, outcome.run_id, outcome.status, outcome.reason, trigger, attempt)
         return outcome.status
     except RunInterrupted as exc:
         log.warning("run interrupted: %s", exc.reason, extra={"event": "run-finished"})
@@ -161,10 +164,16 @@ def scheduled_run(
             log.error("run failed: %s", reason, extra={"event": "run-finished"})
         else:
             log.exception("run failed: %s", reason, extra={"event": "run-finished"})
+        run_id = ticket.run_id if ticket is not None else None
         if ticket is None and config is None:
-            _record_early_failure(store, db_url, trigger, attempt, reason)
+            run_id = _record_early_failure(store, db_url, trigger, attempt, reason)
         if daemon is not None:
             daemon.schedule_retry(attempt, config)
+            daemon.ticket = None
+        # An unreadable config names no targets: the daemon's last good one does.
+        told = config if config is not None else (daemon.config if daemon is not None else None)
+        if told is not None:
+            _notify(told, store, run_id, "failed", runlog.masked(reason), trigger, attempt)
         return "failed"
     finally:
         runlog.current_run.set(None)
@@ -175,15 +184,39 @@ def scheduled_run(
             store.close()
 
 
+def _notify(
+    config: Config,
+    store: Store | None,
+    run_id: str | None,
+    status: str,
+    reason: str | None,
+    trigger: str,
+    attempt: int,
+) -> None:
+    """Tell the configured webhooks how the run ended (bounded; never raises)."""
+    if not config.notify:
+        return
+    news = notify.RunNews(
+        run_id, status, reason, trigger, attempt, drift_threshold=config.continuity.drift_threshold
+    )
+    if store is not None and run_id is not None:
+        try:
+            news = notify.news_from_store(store, run_id, config)
+        except Exception as exc:  # the database may be why the run failed
+            log.warning("notifications without the run's details: %s", runlog.masked(str(exc)))
+    notify.notify_run(config, store, news)
+
+
 def _record_early_failure(
     store: Store | None, db_url: str | None, trigger: str, attempt: int, reason: str
-) -> None:
-    """A run whose config could not be read is still recorded ``failed``, with the reason."""
+) -> str | None:
+    """A run whose config could not be read is still recorded ``failed``, with the reason;
+    returns its id (None when it could not be recorded)."""
     own = store is None
     try:
         if store is None:
             if db_url is None:
-                return  # the database is named in the unreadable config
+                return None  # the database is named in the unreadable config
             store = open_store(db_url)
         run_id = store.new_run_id()
         with store.write() as conn:
@@ -192,8 +225,10 @@ def _record_early_failure(
             )
             runstate.finish(conn, run_id, "failed", runlog.masked(reason))
         log.info("recorded as failed", extra={"run_id": run_id})
+        return run_id
     except ApgError as exc:
         log.error("could not record the failure: %s", exc)
+        return None
     finally:
         if own and store is not None:
             store.close()

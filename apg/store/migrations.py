@@ -211,6 +211,29 @@ def _v6_stability(conn: sa.Connection) -> None:
         add_column(conn, "apg_candidates", sa.Column(name, sa.Float))
 
 
+def _v7_notifications(conn: sa.Connection) -> None:
+    md = sa.MetaData()
+    sa.Table("apg_runs", md, sa.Column("id", ID, primary_key=True))
+    sa.Table(
+        "apg_notifications",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("run_id", ID, sa.ForeignKey("apg_runs.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("target", sa.String(512), nullable=False),
+        sa.Column("format", sa.String(16), nullable=False),
+        sa.Column("event", sa.String(16), nullable=False),
+        sa.Column("events", sa.JSON),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("http_status", sa.Integer),
+        sa.Column("error", sa.Text),
+        sa.Column("seconds", sa.Float),
+        sa.Column("sent_at", TIME, nullable=False),
+        sa.Index("ix_apg_notifications_run", "run_id"),
+    )
+    md.tables["apg_notifications"].create(conn)
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "runs, candidates, models, personas and narrative versions", _v1_core),
     Migration(2, "identity across runs: members, match and drift columns", _v2_identity),
@@ -218,6 +241,7 @@ MIGRATIONS: list[Migration] = [
     Migration(4, "daemon: run reason, owner and trigger; locks", _v4_daemon),
     Migration(5, "report data: what report.html needs, with a sample of the matrix", _v5_reports),
     Migration(6, "selection: weak-structure reasons, candidate stability", _v6_stability),
+    Migration(7, "notifications: webhook deliveries per run", _v7_notifications),
 ]
 LATEST = MIGRATIONS[-1].version
 

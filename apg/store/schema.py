@@ -186,6 +186,25 @@ locks = sa.Table(  # v4: one run at a time, one daemon per database (apg.store.l
 )
 
 
+notifications = sa.Table(  # v7: webhook deliveries after daemon runs (apg.service.notify)
+    "apg_notifications",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", ID, sa.ForeignKey("apg_runs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("target", sa.String(512), nullable=False),  # masked URL, never the secret parts
+    sa.Column("format", sa.String(16), nullable=False),  # json | slack
+    sa.Column("event", sa.String(16), nullable=False),  # the event the message named
+    sa.Column("events", sa.JSON),  # every event of the run, in precedence order
+    sa.Column("status", sa.String(16), nullable=False),  # sent | failed
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("http_status", sa.Integer),  # the last answer's status; NULL: no answer
+    sa.Column("error", sa.Text),  # masked
+    sa.Column("seconds", sa.Float),
+    sa.Column("sent_at", TIME, nullable=False),
+    sa.Index("ix_apg_notifications_run", "run_id"),
+)
+
+
 def jsonable(value: Any) -> Any:
     """Plain JSON values: numpy scalars to Python, NaN and infinities to null."""
     if isinstance(value, dict):
