@@ -333,3 +333,20 @@ def test_cli_store_commands_have_help_with_example_and_db(command: list[str]) ->
         assert "--json" in result.stdout
     if command[0] == "review" and command[1] != "history":
         assert "--by NAME" in result.stdout and "--note" in result.stdout
+
+
+def test_cli_review_edit_text_limits_are_the_shared_ones(week1: StoredRun, tmp_path: Path) -> None:
+    pid = week1.result.personas[0].persona_id
+    long_name = invoke("review", "edit", pid, "--name", "x" * 100_000, "--by", "gus")
+    assert (long_name.exit_code, long_name.stdout) == (1, "")
+    assert long_name.stderr == (
+        f"error: the edited narrative of {pid} is not valid: name is 100,000 characters; at "
+        "most 60; shorten it\n"
+    )
+    (tmp_path / "p.yaml").write_text("name: ' '\nsummary: " + "y" * 2001 + "\n", encoding="utf-8")
+    from_file = invoke("review", "edit", pid, "--file", "p.yaml", "--by", "gus")
+    assert from_file.stderr == (
+        f"error: the edited narrative of {pid} is not valid: summary is 2,001 characters; at "
+        "most 2,000; name is empty; shorten it\n"
+    )
+    assert len(json.loads(invoke("review", "history", pid, "--json").stdout)["versions"]) == 1

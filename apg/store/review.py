@@ -18,7 +18,7 @@ import pydantic
 import yaml
 
 from apg.errors import ConfigError, StoreError, listing
-from apg.profiles.narrative import Item, Narrative
+from apg.profiles.narrative import Item, Narrative, text_problems
 from apg.store import schema as t
 from apg.store.engine import now
 from apg.store.queries import narrative_versions, resolve_persona
@@ -177,6 +177,11 @@ def edit(
                 f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
             )
             raise ReviewError(f"the edited narrative of {pid} is not valid: {problems}") from None
+        too_long = text_problems(narrative)
+        if too_long:
+            raise ReviewError(
+                f"the edited narrative of {pid} is not valid: {'; '.join(too_long)}; shorten it"
+            )
         row = {
             "persona_id": pid,
             "version": (versions[-1]["version"] + 1) if versions else 1,
