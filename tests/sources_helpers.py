@@ -34,6 +34,7 @@ class Reply:
     body: Any = None  # JSON-encoded unless bytes or str
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    drop: bool = False  # hang up without answering (a dropped connection)
 
 
 Route = Callable[[Request], Reply]
@@ -59,6 +60,9 @@ class ApiServer:
                 reply = route(request) if route else Reply(404, {"error": "no such route"})
                 if reply.delay:
                     threading.Event().wait(reply.delay)
+                if reply.drop:
+                    self.close_connection = True
+                    return
                 if isinstance(reply.body, bytes):
                     data = reply.body
                 elif isinstance(reply.body, str):

@@ -253,6 +253,17 @@ def test_http_timeout_then_success(server: ApiServer, tmp_path: Path):
     assert len(read({"url": url, "timeout": 0.2, "retries": 1}, tmp_path)) == 7
 
 
+def test_http_dropped_connection_is_not_called_a_timeout(server: ApiServer, tmp_path: Path):
+    url = server.route("/hangup", lambda r: Reply(drop=True))
+    message = read_error({"url": url, "retries": 1}, tmp_path)
+    assert message == (
+        f"source #1 (http): the connection to {url} was dropped before a complete answer: "
+        "Server disconnected without sending a response. (2 attempt(s)); check the server's "
+        "logs, or a proxy between apg and it"
+    )
+    assert len(server.requests) == 2
+
+
 def test_http_unreachable_server_names_url(tmp_path: Path):
     with ApiServer() as gone:
         url = gone.url("/users")  # the port is closed once the server is gone

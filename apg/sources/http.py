@@ -187,9 +187,15 @@ class HttpSource(SourceSpec):
                 continue
             except httpx.TransportError as exc:
                 if last:
+                    # Connected, then the server hung up mid-answer: not a timeout, not down.
+                    dropped = isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError)
                     raise self.error(
                         ctx,
-                        f"cannot reach {_shown(url, params)}: {exc or type(exc).__name__} "
+                        f"the connection to {_shown(url, params)} was dropped before a complete "
+                        f"answer: {exc or type(exc).__name__} ({attempts} attempt(s)); check the "
+                        "server's logs, or a proxy between apg and it"
+                        if dropped
+                        else f"cannot reach {_shown(url, params)}: {exc or type(exc).__name__} "
                         f"({attempts} attempt(s)); check the url and that the server is up",
                     ) from None
                 self._sleep(attempt, None)
