@@ -377,3 +377,31 @@ def test_hardening_a_grid_of_more_than_max_candidates_is_an_error() -> None:
         "eps or min_samples lists, or raise search.max_candidates"
     ) in str(info.value)
     assert SearchConfig.model_validate({"dbscan": {"eps": eps}, "max_candidates": 633})
+
+
+def test_hardening_output_folder_failing_after_the_run_is_not_stored_as_succeeded(
+    sample_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A disk filling up between the check before the run and the write after it cannot be
+    # produced for real as root (permissions do not bind root, and mounting a small tmpfs
+    # needs privileges CI lacks), so the write itself is made to fail.
+    from apg.api import run as api_run
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(api_run, "write_outputs", full_disk)
+    db = tmp_path / "apg.db"
+    code, out, err = invoke(
+        "run", "--data", str(sample_csv), "--id", "user_id", "--behavioral", "nps,logins_per_month",
+        "--algorithms", "kmeans", "--k", "2-3", "--db", str(db), "--out", str(tmp_path / "out"),
+    )  # fmt: skip
+    assert code == 1 and out == ""
+    with sqlite3.connect(db) as conn:
+        ((run_id, status, reason),) = conn.execute("SELECT id, status, reason FROM apg_runs")
+    assert status == "failed"
+    assert reason == "the output folder could not be written: No space left on device"
+    assert err.splitlines()[-1] == (
+        f"error: cannot write the output folder '{tmp_path / 'out'}': No space left on device; "
+        f"the run {run_id} is recorded as failed"
+    )

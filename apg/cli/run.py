@@ -368,11 +368,31 @@ def run(
         def waiting(exc: LockHeld) -> None:
             click.echo(f"waiting for {exc.holder.describe()} to finish", err=True)
 
-        with open_store(db, config.storage.url) as store, failure_evidence(out, protected):
-            done = execute(
-                config, store=store, progress=progress, inputs=protected, wait=wait, on_wait=waiting
-            )
-    done.save(out)
+        with open_store(db, config.storage.url) as store:
+            with failure_evidence(out, protected):
+                done = execute(
+                    config,
+                    store=store,
+                    progress=progress,
+                    inputs=protected,
+                    wait=wait,
+                    on_wait=waiting,
+                )
+            try:
+                done.save(out)
+            except (ApgError, OSError) as exc:
+                # The folder passed the check before the run; a disk that filled up or a
+                # folder changed meanwhile must not leave the run recorded as a success.
+                why = exc if isinstance(exc, ApgError) else exc.strerror or exc
+                store.fail_recorded(done.run_id, f"the output folder could not be written: {why}")
+                if isinstance(exc, ApgError):
+                    raise
+                raise ApgError(
+                    f"cannot write the output folder {str(out)!r}: {why}; the run "
+                    f"{done.run_id} is recorded as failed"
+                ) from None
+    if no_store:
+        done.save(out)
     click.echo(summary_text(done.result, out))
     if done.plan is not None:
         from apg.cli.store import continuity_text

@@ -76,6 +76,16 @@ class Store(Database):
         with self.write() as conn:
             record.record_failure(conn, run_id, started_at, now(), config, error)
 
+    def fail_recorded(self, run_id: str, reason: str) -> None:
+        """Turn a recorded run ``failed`` after the fact: the command that made it failed
+        afterwards (its output folder could not be written). Its personas stay recorded."""
+        with self.write() as conn:
+            conn.execute(
+                tables.runs.update()
+                .where(tables.runs.c.id == run_id)
+                .values(status="failed", reason=reason[:4000], error=reason[:4000])
+            )
+
     # -- reads -------------------------------------------------------------------------------
     def runs(self, limit: int | None = None) -> list[dict[str, Any]]:
         with self.read() as conn:
