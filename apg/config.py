@@ -272,10 +272,22 @@ class NarrationConfig(Strict):
     client: Literal["offline", "openai"] = "offline"
     model: str = "gpt-4o-mini"
     temperature: float = Field(0.2, ge=0, le=2)
-    timeout: float = Field(60.0, gt=0)
+    timeout: float = Field(60.0, gt=0)  # one request, at most
     max_retries: int = Field(2, ge=0)
     max_reasks: int = Field(2, ge=0)
-    concurrency: int = Field(4, ge=1)
+    # Sent as max_tokens on every request. A complete reply with 5 goals and 5 frustrations,
+    # pretty-printed, is ~750 tokens (cl100k; ~170-220 for a typical one); 1024 leaves room
+    # for tokenizers that count ~30% more, and stops a model looping in JSON mode there.
+    max_tokens: int = Field(1024, ge=64)
+    # Seconds of requests, retries and re-asks per persona; what is left is the timeout of the
+    # next request, and then the persona gets the offline text. As long as one request may
+    # take (timeout): one slow reply may use it all, but retries and re-asks cannot multiply
+    # it. Worst case for the stage: ceil(personas / concurrency) x persona_budget.
+    persona_budget: float = Field(60.0, gt=0)
+    # auto: the slots a llama.cpp server reports (GET /props), else 1 for a loopback, private
+    # or single-label host (one local server answers one request at a time; more only queue
+    # and time out), else 4 for a hosted API.
+    concurrency: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
     min_cell: int = Field(5, ge=1)
     prompts_dir: str | None = None
 

@@ -162,6 +162,11 @@ def run(
     continuity: ContinuityHook | None = None,
 ) -> RunResult:
     say = progress or (lambda _msg: None)
+    if config.narration.client == "openai":
+        from apg.narration.prompts import check_prompts
+
+        # A missing or broken template fails now, not after a search that may take minutes.
+        check_prompts(config.narration.prompts_dir)
     timer = Timer()
     with timer.stage("read"):
         if table is None:

@@ -2,7 +2,9 @@
 
 Real HTTP, real ``openai`` client: the server answers ``POST /v1/chat/completions`` from a
 per-test script (a list of :class:`Reply`, or a function of the request body) and records
-every request it received, so tests can assert on what apg sent.
+every request it received, so tests can assert on what apg sent. ``props`` makes it answer
+``GET /props`` as a llama.cpp server does (``{"total_slots": 1}``); a script that stands for a
+server that never answers waits on ``closing``, which is set when the server shuts down.
 
     with FakeOpenAI([chat_reply('{"name": ...}')]) as server:
         monkeypatch.setenv("OPENAI_BASE_URL", server.url)
@@ -12,7 +14,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -82,13 +83,26 @@ Script = list[Reply] | Callable[[Request], Reply]
 class FakeOpenAI:
     """A ThreadingHTTPServer in a daemon thread; use as a context manager."""
 
-    def __init__(self, script: Script | None = None) -> None:
+    def __init__(
+        self, script: Script | None = None, *, props: dict[str, Any] | None = None
+    ) -> None:
         self._script: Script = script if script is not None else []
         self._lock = threading.Lock()
         self.requests: list[Request] = []
+        self.gets: list[str] = []  # paths of GET requests (not in ``requests``)
+        self.props = props
+        self.closing = threading.Event()
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                with fake._lock:
+                    fake.gets.append(self.path)
+                if self.path == "/props" and fake.props is not None:
+                    self._answer(Reply(body=fake.props))
+                else:
+                    self._answer(error_reply(404, f"fake server: no route {self.path}"))
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 raw = self.rfile.read(length)
@@ -97,9 +111,11 @@ class FakeOpenAI:
                 except ValueError:
                     body = {"_unparsed": raw.decode("utf-8", "replace")}
                 req = Request(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-                reply = fake._next(req)
+                self._answer(fake._next(req))
+
+            def _answer(self, reply: Reply) -> None:
                 if reply.delay:
-                    time.sleep(reply.delay)
+                    fake.closing.wait(reply.delay)
                 payload = reply.body if isinstance(reply.body, str) else json.dumps(reply.body)
                 data = payload.encode("utf-8")
                 try:
@@ -149,6 +165,7 @@ class FakeOpenAI:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.closing.set()  # releases handlers that stand for a server that never answers
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)

@@ -152,8 +152,8 @@ def test_llm_slow_reply_beyond_timeout_falls_back(monkeypatch, tmp_path):
     with FakeOpenAI(lambda req: chat_reply(json.dumps(GOOD), delay=1.5)) as server:
         (n,), narrator, _ = run(server, monkeypatch, tmp_path, timeout=0.3)
     assert n.source == "offline-fallback"
-    assert n.reason == "the request timed out"
-    assert narrator.calls[0].error == "the request timed out"
+    assert n.reason == "the request timed out after 0.3 s (narration.timeout)"
+    assert narrator.calls[0].error == n.reason
     assert n.validation and n.validation["ok"] is True  # the offline text passes the checks
 
 

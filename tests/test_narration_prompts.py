@@ -123,3 +123,48 @@ def test_prompts_custom_folder_changes_what_the_model_reads(prompts_dir, monkeyp
     assert server.requests[0].messages[0]["content"].endswith("Écris en français.")
     assert n.source == "llm" and n.template_hash == template_hash(prompts_dir)
     assert not (tmp_path / "llm_calls.jsonl").exists()  # out_dir=None writes nothing
+
+
+@pytest.mark.parametrize(
+    ("breakage", "message"),
+    [
+        ("syntax", r"persona\.j2:1: unexpected '\)'"),
+        ("missing", r"lacks reask\.j2"),
+        ("partial", r"tone\.j2:1: Unexpected end of template"),
+    ],
+)
+def test_prompts_are_checked_before_the_run_reads_or_searches(
+    prompts_dir, tmp_path, monkeypatch, breakage, message
+):
+    from apg.config import parse_config
+    from apg.pipeline import run
+
+    if breakage == "syntax":
+        (prompts_dir / "persona.j2").write_text("{{ facts ) }}")
+    elif breakage == "missing":
+        (prompts_dir / "reask.j2").unlink()
+    else:  # a partial no template includes yet: a syntax error in it still fails the run now
+        (prompts_dir / "tone.j2").write_text("{% if mode %}")
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    config = parse_config(
+        {
+            # The table does not exist: the run must stop on the templates before reading it.
+            "sources": [{"kind": "file", "path": str(tmp_path / "absent.csv")}],
+            "id_column": "user_id",
+            "features": {"behavioral": ["a", "b"]},
+            "narration": {"client": "openai", "prompts_dir": str(prompts_dir)},
+        }
+    )
+    said: list[str] = []
+    with pytest.raises(NarrationError, match=message):
+        run(config, progress=said.append)
+    assert said == []
+
+
+def test_prompts_default_folder_is_the_checkout_when_run_from_one():
+    from apg.narration.prompts import PACKAGED_PROMPTS_DIR, default_prompts_dir
+
+    repo = Path(__file__).resolve().parents[1]
+    assert default_prompts_dir() == DEFAULT_PROMPTS_DIR == repo / "prompts"
+    assert repo / "apg" / "narration" / "default_prompts" == PACKAGED_PROMPTS_DIR
+    assert not PACKAGED_PROMPTS_DIR.exists()  # only a built wheel has it

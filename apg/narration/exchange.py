@@ -6,21 +6,30 @@ Modes, tried in this order until the server accepts one:
 - ``json_object``: JSON mode, the schema in the system prompt;
 - ``text``: no response format, the schema in the system prompt.
 
-The SDK retries 408/409/429/5xx and timeouts (``max_retries``); what is left is classified here:
-a 400/422/5xx means the server rejected the mode (try the next one), anything else that the
-server is unavailable for this persona (429 after retries, timeouts, connection errors) or for
-the whole run (401/403/404: a key, model or URL to fix).
+Every request carries ``max_tokens``, so a model that loops (small models in a grammar-constrained
+JSON mode emit whitespace forever) stops there with ``finish_reason: length``. Retries of
+408/409/429/5xx, timeouts and connection errors (``max_retries``) are made here rather than by the
+SDK, so that they keep to the persona's deadline: each request's timeout is the smaller of
+``narration.timeout`` and the time left, and no retry starts (nor waits for a Retry-After) past
+it. What is left is classified: a 400/422/5xx means the server rejected the mode (try the next
+one), anything else that the server is unavailable for this persona (429 after retries,
+timeouts, connection errors) or for the whole run (401/403/404: a key, model or URL to fix).
 """
 
 from __future__ import annotations
 
+import email.utils
+import ipaddress
 import json
+import random
 import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
+import httpx
 import openai
 from pydantic import ValidationError
 
@@ -29,6 +38,8 @@ from apg.narration.grounding import PersonaReply
 
 REJECTED_STATUS = (400, 422)  # plus any 5xx
 FATAL_STATUS = (401, 403, 404)
+RETRY_STATUS = (408, 409, 429)  # plus any 5xx: what the SDK would retry
+MAX_RETRY_AFTER = 60.0  # a longer Retry-After is not waited for
 MAX_RAW = 100_000  # characters of a response body kept in a record
 
 
@@ -39,10 +50,11 @@ class ModeRejected(Exception):
 class Unavailable(Exception):
     """The server gave no usable answer after the SDK's retries."""
 
-    def __init__(self, reason: str, *, fatal: bool = False) -> None:
+    def __init__(self, reason: str, *, fatal: bool = False, timed_out: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.fatal = fatal  # no point asking again in this run
+        self.timed_out = timed_out  # no answer in time (narration.timeout or the budget)
 
 
 @dataclass
@@ -52,6 +64,7 @@ class Answer:
     errors: list[str]  # why the content is not a valid reply
     raw: str
     usage: dict[str, Any] | None
+    cut_off: bool = False  # finish_reason "length": max_tokens ended the reply
 
 
 class Redactor:
@@ -106,6 +119,13 @@ def _usage_of(body: str) -> dict[str, Any] | None:
     return usage if isinstance(usage, dict) else None
 
 
+def _finish_of(body: str) -> str | None:
+    try:
+        return json.loads(body)["choices"][0].get("finish_reason")
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return None
+
+
 def _describe(exc: openai.APIError) -> str:
     if isinstance(exc, openai.APITimeoutError):
         return "the request timed out"
@@ -114,6 +134,60 @@ def _describe(exc: openai.APIError) -> str:
     if isinstance(exc, openai.APIStatusError):
         return f"the server answered {exc.status_code}: {exc.message}"
     return exc.message
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds the server asks to wait: ``retry-after-ms``, ``retry-after`` (seconds or a date)."""
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            return float(value) / scale
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def _backoff(attempt: int) -> float:
+    """The SDK's schedule: 0.5 s doubling up to 8 s, less up to 25% jitter."""
+    return min(0.5 * 2**attempt, 8.0) * (1 - 0.25 * random.random())
+
+
+LOCAL_SUFFIXES = (".localhost", ".local", ".internal", ".lan", ".home.arpa")
+
+
+def is_local_host(host: str) -> bool:
+    """A loopback, private or link-local address, or a name that only resolves nearby."""
+    name = host.strip("[]").lower().rstrip(".")
+    if name == "localhost" or name.endswith(LOCAL_SUFFIXES):
+        return True
+    try:
+        ip = ipaddress.ip_address(name)
+    except ValueError:
+        return bool(name) and "." not in name  # a single label: a container or a LAN host
+    return ip.is_loopback or ip.is_private or ip.is_link_local
+
+
+def server_slots(base_url: str, api_key: str | None, timeout: float) -> int | None:
+    """The parallel slots a llama.cpp server reports at ``GET /props``; None for other servers."""
+    parts = urlsplit(base_url)
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        response = httpx.get(
+            f"{parts.scheme}://{parts.netloc}/props", headers=headers, timeout=timeout
+        )
+        slots = response.json().get("total_slots") if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return None
+    ok = isinstance(slots, int) and not isinstance(slots, bool) and slots >= 1
+    return slots if ok else None
 
 
 def _strict_format() -> dict[str, Any]:
@@ -133,22 +207,44 @@ def _strict_format() -> dict[str, Any]:
         }
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What bounds one persona's requests (``narration.*``)."""
+
+    max_tokens: int = 1024
+    timeout: float = 60.0
+    max_retries: int = 2
+    budget: float = 30.0  # persona_budget, named in messages
+
+
 class Exchange:
     """Sends one conversation in one mode; returns an ``Answer`` and an ``LlmCall`` record."""
 
     def __init__(
-        self, client: openai.OpenAI, *, model: str, temperature: float, redact: Redactor
+        self,
+        client: openai.OpenAI,
+        *,
+        model: str,
+        temperature: float,
+        redact: Redactor,
+        limits: Limits | None = None,
     ) -> None:
-        self.client = client
+        # Retries are made in ``send``, within the deadline; the SDK makes none of its own.
+        self.client = client.with_options(max_retries=0)
         self.model = model
         self.temperature = temperature
         self.redact = redact
+        self.limits = limits or Limits()
+        # OpenAI's reasoning models refuse max_tokens and want max_completion_tokens; most
+        # local servers know only max_tokens. Switched once when a server asks for it.
+        self.tokens_param = "max_tokens"
 
     def request(self, messages: list[dict[str, str]], mode: str) -> dict[str, Any]:
         request: dict[str, Any] = {
             "model": self.model,
             "messages": messages,
             "temperature": self.temperature,
+            self.tokens_param: self.limits.max_tokens,
         }
         if mode == "json_schema":
             request["response_format"] = _strict_format()
@@ -156,30 +252,96 @@ class Exchange:
             request["response_format"] = {"type": "json_object"}
         return request
 
+    def cut_off(self) -> str:
+        return (
+            f"the reply was cut off at {self.limits.max_tokens} tokens (narration.max_tokens) "
+            "before the JSON object was complete; reply with the JSON object only, shorter"
+        )
+
+    def _wants_completion_tokens(self, exc: openai.APIStatusError) -> bool:
+        return (
+            exc.status_code == 400
+            and self.tokens_param == "max_tokens"
+            and "max_completion_tokens" in str(exc.message)
+        )
+
+    def _retry_wait(
+        self, attempt: int, deadline: float | None, response: httpx.Response | None
+    ) -> float | None:
+        """Seconds to wait before retrying, or None: no retry (not retryable, none left, or
+        the wait would end past the deadline)."""
+        if attempt >= self.limits.max_retries:
+            return None
+        after = None
+        if response is not None:
+            hint = response.headers.get("x-should-retry")
+            status = response.status_code
+            if hint == "false" or (hint != "true" and status not in RETRY_STATUS and status < 500):
+                return None
+            after = _retry_after(response.headers)
+            if after is not None and after > MAX_RETRY_AFTER:
+                return None
+        wait = after if after is not None and after > 0 else _backoff(attempt)
+        if deadline is not None and time.monotonic() + wait >= deadline:
+            return None
+        return wait
+
     def send(
-        self, messages: list[dict[str, str]], mode: Mode, record: dict[str, Any]
+        self,
+        messages: list[dict[str, str]],
+        mode: Mode,
+        record: dict[str, Any],
+        deadline: float | None = None,
     ) -> tuple[Answer | None, LlmCall, Exception | None]:
-        """One call. The exception, if any, is ``ModeRejected`` or ``Unavailable``."""
+        """One call, retried as the SDK would but never past ``deadline`` (``time.monotonic``).
+
+        The exception, if any, is ``ModeRejected`` or ``Unavailable``.
+        """
         started = datetime.now(UTC).isoformat(timespec="milliseconds")
         t0 = time.perf_counter()
         answer: Answer | None = None
         problem: Exception | None = None
         raw: str | None = None
         error: str | None = None
-        try:
-            answer = self._send(messages, mode)
-            raw = answer.raw
-        except openai.APIStatusError as exc:
-            raw = exc.response.text
-            error = self.redact(_describe(exc))
-            status = exc.status_code
-            if status in REJECTED_STATUS or status >= 500:
-                problem = ModeRejected(error)
-            else:
-                problem = Unavailable(error, fatal=status in FATAL_STATUS)
-        except openai.APIError as exc:  # connection errors and timeouts, after retries
-            error = self.redact(_describe(exc))
-            problem = Unavailable(error)
+        attempt = 0
+        while True:
+            timeout, limited = self.limits.timeout, False
+            if deadline is not None and deadline - time.monotonic() < timeout:
+                timeout, limited = max(deadline - time.monotonic(), 0.01), True
+            try:
+                answer = self._send(messages, mode, timeout)
+                raw = answer.raw
+                break
+            except openai.APIStatusError as exc:
+                if self._wants_completion_tokens(exc):
+                    self.tokens_param = "max_completion_tokens"
+                    continue
+                wait = self._retry_wait(attempt, deadline, exc.response)
+                if wait is None:
+                    raw = exc.response.text
+                    error = self.redact(_describe(exc))
+                    status = exc.status_code
+                    if status in REJECTED_STATUS or status >= 500:
+                        problem = ModeRejected(error)
+                    else:
+                        problem = Unavailable(error, fatal=status in FATAL_STATUS)
+                    break
+            except openai.APIError as exc:  # connection errors and timeouts
+                wait = self._retry_wait(attempt, deadline, None)
+                if wait is None:
+                    error = self.redact(_describe(exc))
+                    timed_out = isinstance(exc, openai.APITimeoutError)
+                    if timed_out:
+                        error = (
+                            f"narration.persona_budget ({self.limits.budget:g} s) ran out while "
+                            "waiting for the server"
+                            if limited
+                            else f"the request timed out after {timeout:g} s (narration.timeout)"
+                        )
+                    problem = Unavailable(error, timed_out=timed_out)
+                    break
+            time.sleep(wait)
+            attempt += 1
         latency = (time.perf_counter() - t0) * 1000
         if answer is not None and answer.errors:
             error = self.redact("; ".join(answer.errors))
@@ -198,12 +360,14 @@ class Exchange:
         )
         return answer, call, problem
 
-    def _send(self, messages: list[dict[str, str]], mode: str) -> Answer:
+    def _send(self, messages: list[dict[str, str]], mode: str, timeout: float) -> Answer:
         chat = self.client.chat.completions.with_raw_response
         common: dict[str, Any] = {
             "model": self.model,
             "messages": messages,
             "temperature": self.temperature,
+            self.tokens_param: self.limits.max_tokens,
+            "timeout": timeout,
         }
         if mode == "json_schema":
             response: Any = chat.parse(response_format=PersonaReply, **common)
@@ -216,9 +380,12 @@ class Exchange:
             completion = response.parse()
         except ValidationError:  # the content is not a PersonaReply: say why, below
             completion = None
-        except (openai.LengthFinishReasonError, openai.ContentFilterFinishReasonError) as exc:
+        except openai.LengthFinishReasonError:
             content, usage = _content_of(raw), _usage_of(raw)
-            return Answer(content, None, [f"the reply was cut off or filtered ({exc})"], raw, usage)
+            return Answer(content, None, [self.cut_off()], raw, usage, cut_off=True)
+        except openai.ContentFilterFinishReasonError as exc:
+            content, usage = _content_of(raw), _usage_of(raw)
+            return Answer(content, None, [f"the reply was filtered ({exc})"], raw, usage)
         except (ValueError, openai.APIResponseValidationError) as exc:
             return Answer(
                 "", None, [f"the server's answer is not a chat completion ({exc})"], raw, None
@@ -234,4 +401,6 @@ class Exchange:
         if refusal:
             return Answer(content, None, [f"the model refused: {refusal}"], raw, usage)
         reply, errors = parse_reply(content)
+        if reply is None and _finish_of(raw) == "length":
+            return Answer(content, None, [self.cut_off()], raw, usage, cut_off=True)
         return Answer(content, reply, errors, raw, usage)

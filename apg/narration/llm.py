@@ -6,24 +6,42 @@ to ``max_reasks`` times. A persona whose replies never validate, or whose server
 gets the offline narrator's text (``source: offline-fallback``, with the reason); the run
 completes either way. Personas are narrated in parallel (``concurrency``); results keep the
 personas' order, and duplicate names are re-asked in that order with the names taken so far.
+
+What one persona may cost is bounded: ``max_tokens`` per reply, ``persona_budget`` seconds of
+requests in all (draft, re-asks, mode fallbacks and a rename together; what is left of it is the
+timeout of the next request). A reply that ``max_tokens`` cut off in a JSON mode, or JSON mode
+that does not answer in time, moves the run to the next mode: small local models looping in a
+grammar-constrained JSON mode do that, and asking again in that mode would loop again.
+``concurrency: auto`` sends one request at a time to a local server (or as many as a llama.cpp
+server reports slots): more would only queue there and spend their budgets waiting.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 import openai
 
 from apg.config import NarrationConfig
 from apg.errors import NarrationError
 from apg.narration.base import LlmCall, NarrationContext, sheet_for
-from apg.narration.exchange import Exchange, ModeRejected, Redactor, Unavailable
-from apg.narration.facts import Fact, FactSheet
+from apg.narration.exchange import (
+    Exchange,
+    Limits,
+    ModeRejected,
+    Redactor,
+    Unavailable,
+    is_local_host,
+    server_slots,
+)
+from apg.narration.facts import FactSheet
 from apg.narration.grounding import check, name_key, to_narrative
 from apg.narration.offline import draft, pick_name
 from apg.narration.prompts import MODES, PromptSet
@@ -31,17 +49,8 @@ from apg.profiles.narrative import Narrative
 from apg.profiles.persona import PersonaProfile
 
 MAX_REASON = 500
-_SAMPLE = FactSheet(
-    persona_id="P0",
-    size=10,
-    share=0.1,
-    n_users=100,
-    facts=[
-        Fact(
-            id="F1", kind="size", text="This persona has 10 users: 10% of the 100 users clustered."
-        )
-    ],
-)
+HOSTED_CONCURRENCY = 4  # concurrency: auto for a server that is not on this machine or LAN
+PROBE_TIMEOUT = 2.0  # seconds for GET /props, the slot count of a local llama.cpp server
 
 
 @dataclass(frozen=True)
@@ -100,6 +109,7 @@ class _Outcome:
     reason: str | None = None
     turns: list[Turn] = field(default_factory=list)
     seq: int = 0
+    spent: float = 0.0  # seconds of narration.persona_budget used so far
 
 
 class OpenAINarrator:
@@ -115,13 +125,24 @@ class OpenAINarrator:
         self.config = config
         self.progress = progress
         self.prompts = PromptSet(config.prompts_dir)
-        self.prompts.validate(_SAMPLE)
+        self.prompts.validate()
         self.client = client or make_client(config)
         self.redact = Redactor(self.client.api_key)
+        limits = Limits(
+            max_tokens=config.max_tokens,
+            timeout=config.timeout,
+            max_retries=config.max_retries,
+            budget=config.persona_budget,
+        )
         self.exchange = Exchange(
-            self.client, model=config.model, temperature=config.temperature, redact=self.redact
+            self.client,
+            model=config.model,
+            temperature=config.temperature,
+            redact=self.redact,
+            limits=limits,
         )
         self.calls: list[LlmCall] = []
+        self._concurrency: int | None = None
 
     def _say(self, message: str) -> None:
         if self.progress is not None:
@@ -131,7 +152,7 @@ class OpenAINarrator:
         """One narrative per persona, in order; ``self.calls`` holds this call's LLM records."""
         sheets = [sheet_for(p, ctx, self.config.min_cell) for p in personas]
         run = _Run(ctx.out_dir / "llm_calls.jsonl" if ctx.out_dir is not None else None)
-        workers = max(1, min(self.config.concurrency, len(personas)))
+        workers = max(1, min(self.concurrency(), len(personas)))
         with ThreadPoolExecutor(workers, thread_name_prefix="apg-narrate") as pool:
             outcomes = list(pool.map(lambda s: self._persona(s, ctx, run), sheets))
         narratives = self._finish(outcomes, sheets, ctx, run)
@@ -139,6 +160,25 @@ class OpenAINarrator:
         self.calls = sorted(run.calls, key=lambda c: (order.get(c.persona_id, 0), c.seq))
         run.rewrite(self.calls)
         return narratives
+
+    def concurrency(self) -> int:
+        """``narration.concurrency``; for ``auto``, what suits the server (asked once)."""
+        if self.config.concurrency != "auto":
+            return self.config.concurrency
+        if self._concurrency is None:
+            base = str(self.client.base_url)
+            if not is_local_host(urlsplit(base).hostname or ""):
+                self._concurrency = HOSTED_CONCURRENCY
+                return self._concurrency
+            timeout = min(PROBE_TIMEOUT, self.config.timeout)
+            slots = server_slots(base, self.client.api_key, timeout)
+            self._concurrency = slots or 1
+            why = f"it reports {slots} slots" if slots else "a local server answers one at a time"
+            self._say(
+                f"{self._concurrency} request(s) at a time to {base} ({why}; "
+                "set narration.concurrency to change)"
+            )
+        return self._concurrency
 
     def _messages(self, turns: list[Turn], sheet: FactSheet, mode: str) -> list[dict[str, str]]:
         out = [{"role": "system", "content": self.prompts.system(mode)}]
@@ -162,8 +202,10 @@ class OpenAINarrator:
         outcome: _Outcome,
         purpose: str,
         avoid: list[str],
+        deadline: float,
     ) -> tuple[str, Narrative | None, list[str]]:
-        """One answer, trying the next reply mode when the server rejects one.
+        """One answer, trying the next reply mode when the server rejects one or a JSON mode
+        runs into ``max_tokens``.
 
         Returns (content, narrative if valid, violations); raises ``Unavailable``.
         """
@@ -179,7 +221,33 @@ class OpenAINarrator:
                 "purpose": purpose,
                 "template_hash": self.prompts.hash,
             }
-            answer, call, problem = self.exchange.send(messages, mode, record)
+            answer, call, problem = self.exchange.send(messages, mode, record, deadline)
+            # A JSON mode that runs into max_tokens, or JSON mode that does not answer in time,
+            # is taken as a model looping in it: the rest of the run uses the next mode.
+            looped = answer is not None and answer.cut_off and mode != "text"
+            stalled = isinstance(problem, Unavailable) and problem.timed_out
+            if looped or (stalled and mode == "json_object"):
+                if answer is not None:
+                    call.validation = {"ok": False, "violations": answer.errors}
+                run.record(call)
+                with run.lock:
+                    run.mode_index = max(run.mode_index, index + 1)
+                what = (
+                    f"ran into narration.max_tokens ({self.config.max_tokens})"
+                    if looped
+                    else "did not finish in time"
+                )
+                self._say(
+                    f"{sheet.persona_id}: the {mode} reply {what}; using "
+                    f"{MODES[index + 1]} replies from now on"
+                )
+                if time.monotonic() >= deadline:
+                    raise Unavailable(
+                        self._out_of_time(answer.errors) if answer else str(problem),
+                        timed_out=True,
+                    )
+                index += 1
+                continue
             if problem is None and answer is not None:
                 break
             run.record(call)
@@ -193,7 +261,7 @@ class OpenAINarrator:
             fatal = isinstance(problem, Unavailable) and problem.fatal
             raise Unavailable(str(problem), fatal=fatal)
         with run.lock:
-            if run.mode_index != index:
+            if index > run.mode_index:
                 run.mode_index = index
                 self._say(f"the server accepts {mode} replies; using them for the rest of the run")
         narrative, errors = None, list(answer.errors)
@@ -225,10 +293,39 @@ class OpenAINarrator:
         attempts: int,
     ) -> Narrative | None:
         """Ask, then re-ask with the violations; ``outcome.reason`` says why nothing validated."""
+        started = time.monotonic()
+        try:
+            return self._attempts(
+                outcome, sheet, ctx, run, purpose, avoid, attempts, started + self._left(outcome)
+            )
+        finally:
+            outcome.spent += time.monotonic() - started
+
+    def _left(self, outcome: _Outcome) -> float:
+        return self.config.persona_budget - outcome.spent
+
+    def _out_of_time(self, errors: list[str]) -> str:
+        reason = f"narration.persona_budget ({self.config.persona_budget:g} s) ran out"
+        return self.redact(reason + (": " + "; ".join(errors) if errors else ""))[:MAX_REASON]
+
+    def _attempts(
+        self,
+        outcome: _Outcome,
+        sheet: FactSheet,
+        ctx: NarrationContext,
+        run: _Run,
+        purpose: str,
+        avoid: list[str],
+        attempts: int,
+        deadline: float,
+    ) -> Narrative | None:
         errors: list[str] = []
         for attempt in range(attempts):
             if run.broken:
                 outcome.reason = f"not attempted: {run.broken}"
+                return None
+            if time.monotonic() >= deadline:
+                outcome.reason = self._out_of_time(errors)
                 return None
             try:
                 content, narrative, errors = self._ask(
@@ -239,6 +336,7 @@ class OpenAINarrator:
                     outcome,
                     purpose if attempt == 0 else "reask",
                     avoid,
+                    deadline,
                 )
             except Unavailable as exc:
                 outcome.reason = self.redact(exc.reason)

@@ -4,6 +4,11 @@ The templates are the documented way to change tone or language. ``system.j2`` a
 ``persona.j2`` start a conversation, ``reask.j2`` answers a rejected reply; partials may be
 included from the same folder. The hash of every ``*.j2`` file in the folder is recorded with
 each narrative and LLM call, so any text can be traced to the templates that produced it.
+
+The default folder is the checkout's ``prompts/`` when apg runs from one (an editable install:
+edits there take effect), else the copy a wheel carries in ``apg/narration/default_prompts/``
+(``setup.py`` copies ``prompts/*.j2`` there at build time; ``prompts/`` stays the one source).
+``check_prompts`` is called before a run's search, so a broken template costs no search time.
 """
 
 from __future__ import annotations
@@ -25,13 +30,37 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from apg.errors import NarrationError
 from apg.narration.base import Mode
-from apg.narration.facts import FactSheet
+from apg.narration.facts import Fact, FactSheet
 from apg.narration.grounding import MAX_ITEMS, MIN_ITEMS, PersonaReply
 from apg.narration.labels import DATA_CLOSE, DATA_OPEN, clean
 
-DEFAULT_PROMPTS_DIR = Path(__file__).resolve().parents[2] / "prompts"
 SYSTEM, PERSONA, REASK = "system.j2", "persona.j2", "reask.j2"
 MODES: tuple[Mode, ...] = ("json_schema", "json_object", "text")
+PACKAGED_PROMPTS_DIR = Path(__file__).resolve().parent / "default_prompts"
+
+
+def default_prompts_dir() -> Path:
+    """The checkout's ``prompts/`` (next to ``pyproject.toml``), else the packaged copy."""
+    root = Path(__file__).resolve().parents[2]
+    source = root / "prompts"
+    if (root / "pyproject.toml").is_file() and (source / SYSTEM).is_file():
+        return source
+    return PACKAGED_PROMPTS_DIR
+
+
+DEFAULT_PROMPTS_DIR = default_prompts_dir()
+# A sheet to render every template with once, before any search or request.
+SAMPLE_SHEET = FactSheet(
+    persona_id="P0",
+    size=10,
+    share=0.1,
+    n_users=100,
+    facts=[
+        Fact(
+            id="F1", kind="size", text="This persona has 10 users: 10% of the 100 users clustered."
+        )
+    ],
+)
 
 
 def reply_schema() -> str:
@@ -52,6 +81,13 @@ class PromptSet:
 
     def __init__(self, directory: str | Path | None = None) -> None:
         self.directory = Path(directory) if directory else DEFAULT_PROMPTS_DIR
+        if not directory and not self.directory.is_dir():
+            raise NarrationError(
+                f"the default prompts folder {str(self.directory)!r} does not exist: this apg "
+                "was installed without its templates; reinstall it from a wheel or `pip install "
+                ".` of the repository (setup.py packs prompts/), or set narration.prompts_dir "
+                f"to a folder holding {SYSTEM}, {PERSONA} and {REASK}"
+            )
         if not self.directory.is_dir():
             raise NarrationError(
                 f"prompts folder {str(self.directory)!r} does not exist; set narration.prompts_dir "
@@ -130,9 +166,25 @@ class PromptSet:
             },
         )
 
-    def validate(self, sheet: FactSheet) -> None:
-        """Render every template once, so a broken template fails before any network call."""
+    def validate(self, sheet: FactSheet = SAMPLE_SHEET) -> None:
+        """Parse every ``*.j2`` file and render the three templates in every mode, so a broken
+        template fails before the search and before any network call."""
+        for path in sorted(self.directory.rglob("*.j2")):
+            name = path.relative_to(self.directory).as_posix()
+            try:
+                self.env.get_template(name)
+            except TemplateSyntaxError as exc:
+                raise NarrationError(
+                    f"{exc.filename or path}:{exc.lineno}: {exc.message}"
+                ) from None
         for mode in MODES:
             self.system(mode)
             self.persona(sheet, mode, ["Example name"])
             self.reask(["summary: example problem"], mode, ["Example name"])
+
+
+def check_prompts(directory: str | Path | None = None) -> PromptSet:
+    """The prompt templates of ``narration.prompts_dir`` (or the default), checked."""
+    prompts = PromptSet(directory)
+    prompts.validate()
+    return prompts
