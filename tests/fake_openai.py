@@ -28,6 +28,7 @@ class Reply:
     body: str | dict[str, Any] = ""
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    drop: bool = False  # hang up without answering (a dropped connection)
 
 
 @dataclass
@@ -116,6 +117,9 @@ class FakeOpenAI:
             def _answer(self, reply: Reply) -> None:
                 if reply.delay:
                     fake.closing.wait(reply.delay)
+                if reply.drop:
+                    self.close_connection = True
+                    return
                 payload = reply.body if isinstance(reply.body, str) else json.dumps(reply.body)
                 data = payload.encode("utf-8")
                 try:

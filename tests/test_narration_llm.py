@@ -393,3 +393,43 @@ def test_llm_missing_api_key_is_a_narration_error(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(NarrationError, match="OPENAI_API_KEY is not set"):
         make_narrator(NarrationConfig(client="openai"))
+
+
+def test_llm_huge_reply_is_refused_unread_and_never_sent_back(monkeypatch, tmp_path):
+    huge = json.dumps(good(summary="x" * 5_000_000))  # 5 MB: a runaway or hostile server
+    with FakeOpenAI([chat_reply(huge), chat_reply(huge), chat_reply(huge)]) as server:
+        (n,), narrator, _ = run(server, monkeypatch, tmp_path)
+    assert n.source == "offline-fallback"
+    refused = f"the reply is {len(huge):,} characters; a persona takes at most 16,000: send only "
+    assert n.reason == f"no valid reply after 3 attempts: {refused}the JSON object"
+    # Each re-ask carries the earlier replies cut to 4,000 characters and the one violation.
+    sizes = [len(json.dumps(r.body)) for r in server.requests]
+    assert max(sizes) < 20_000, sizes
+    last = server.requests[2].messages
+    assert [m["content"][-4:] for m in last if m["role"] == "assistant"] == [" […]"] * 2
+    assert all(len(m["content"]) == 4_000 + 4 for m in last if m["role"] == "assistant")
+    # What is logged is bounded too: the raw body at 20,000 characters, nothing parsed.
+    assert all(len(c.raw_response or "") == 20_000 and c.parsed is None for c in narrator.calls)
+    assert (tmp_path / "out" / "llm_calls.jsonl").stat().st_size < 200_000
+
+
+def test_llm_many_violations_are_quoted_at_most_twelve_and_short(monkeypatch, tmp_path):
+    wrong = {f"field_{i}_{'z' * 300}": 1 for i in range(40)}  # 40 unknown keys, long names
+    with FakeOpenAI([json_reply(wrong), json_reply(GOOD)]) as server:
+        (n,), _, _ = run(server, monkeypatch, tmp_path)
+    assert n.source == "llm"
+    reask = server.requests[1].messages[-1]["content"]
+    problems = [line for line in reask.splitlines() if line.startswith("- ")]
+    assert len(problems) == 13 and problems[-1].startswith("- and ")
+    assert max(len(p) for p in problems) <= 302
+
+
+def test_llm_dropped_connection_is_not_called_a_timeout(monkeypatch, tmp_path):
+    with FakeOpenAI([Reply(drop=True)]) as server:
+        (n,), narrator, _ = run(server, monkeypatch, tmp_path)
+    assert n.source == "offline-fallback"
+    assert narrator.calls[0].error == (
+        "the server dropped the connection before answering (Server disconnected without "
+        "sending a response.)"
+    )
+    assert "timed out" not in (n.reason or "")

@@ -40,7 +40,12 @@ REJECTED_STATUS = (400, 422)  # plus any 5xx
 FATAL_STATUS = (401, 403, 404)
 RETRY_STATUS = (408, 409, 429)  # plus any 5xx: what the SDK would retry
 MAX_RETRY_AFTER = 60.0  # a longer Retry-After is not waited for
-MAX_RAW = 100_000  # characters of a response body kept in a record
+MAX_RAW = 20_000  # characters of a response body kept in a record
+# A valid reply is at most ~4,000 characters (MAX_SUMMARY + 10 items of MAX_ITEM and the JSON
+# around them); a longer one is refused unread, so a runaway server's megabytes are never
+# parsed, stored or sent back.
+MAX_REPLY = 16_000
+MAX_ERRORS, MAX_ERROR = 12, 300  # violations quoted in a re-ask, and characters of each
 
 
 class ModeRejected(Exception):
@@ -88,8 +93,26 @@ def _pydantic_errors(exc: ValidationError) -> list[str]:
     return out
 
 
+def bounded_errors(errors: list[str]) -> list[str]:
+    """At most ``MAX_ERRORS`` violations of at most ``MAX_ERROR`` characters each: a re-ask
+    quotes what was wrong, never a reply's worth of text."""
+    out = [e if len(e) <= MAX_ERROR else e[: MAX_ERROR - 1] + "…" for e in errors[:MAX_ERRORS]]
+    if len(errors) > MAX_ERRORS:
+        out.append(f"and {len(errors) - MAX_ERRORS} more problems")
+    return out
+
+
+def too_long(content: str) -> str:
+    return (
+        f"the reply is {len(content):,} characters; a persona takes at most {MAX_REPLY:,}: "
+        "send only the JSON object"
+    )
+
+
 def parse_reply(content: str) -> tuple[PersonaReply | None, list[str]]:
     """A reply from text that should hold one JSON object (code fences and prose tolerated)."""
+    if len(content) > MAX_REPLY:
+        return None, [too_long(content)]
     text = content.strip()
     fenced = re.search(r"```(?:json)?\s*(.*?)```", text, re.DOTALL)
     if fenced:
@@ -101,7 +124,7 @@ def parse_reply(content: str) -> tuple[PersonaReply | None, list[str]]:
     try:
         return PersonaReply.model_validate_json(text), []
     except ValidationError as exc:
-        return None, _pydantic_errors(exc)
+        return None, bounded_errors(_pydantic_errors(exc))
 
 
 def _content_of(body: str) -> str:
@@ -130,7 +153,13 @@ def _describe(exc: openai.APIError) -> str:
     if isinstance(exc, openai.APITimeoutError):
         return "the request timed out"
     if isinstance(exc, openai.APIConnectionError):
-        return f"cannot connect to the server ({exc.__cause__ or exc.message})"
+        cause = exc.__cause__
+        # By name: this openai release brings its own copy of httpx (``httpx2``), whose
+        # classes are not httpx's.
+        if type(cause).__name__ in ("RemoteProtocolError", "ReadError"):
+            # Connected, then hung up mid-answer: neither a timeout nor a server that is down.
+            return f"the server dropped the connection before answering ({cause})"
+        return f"cannot connect to the server ({cause or exc.message})"
     if isinstance(exc, openai.APIStatusError):
         return f"the server answered {exc.status_code}: {exc.message}"
     return exc.message
@@ -376,6 +405,9 @@ class Exchange:
         else:
             response = chat.create(**common)
         raw = response.http_response.text
+        if len(raw) > 8 * MAX_REPLY:  # even \u-escaped, a valid reply's body is smaller
+            content = _content_of(raw)
+            return Answer(content, None, [too_long(content or raw)], raw, _usage_of(raw))
         try:
             completion = response.parse()
         except ValidationError:  # the content is not a PersonaReply: say why, below
@@ -395,6 +427,8 @@ class Exchange:
         message = completion.choices[0].message if completion and completion.choices else None
         content = (message.content if message else None) or _content_of(raw)
         parsed = getattr(message, "parsed", None)
+        if len(content) > MAX_REPLY:
+            return Answer(content, None, [too_long(content)], raw, usage)
         if isinstance(parsed, PersonaReply):
             return Answer(content, parsed, [], raw, usage)
         refusal = getattr(message, "refusal", None)

@@ -38,6 +38,7 @@ from apg.narration.exchange import (
     ModeRejected,
     Redactor,
     Unavailable,
+    bounded_errors,
     is_local_host,
     server_slots,
 )
@@ -49,6 +50,7 @@ from apg.profiles.narrative import Narrative
 from apg.profiles.persona import PersonaProfile
 
 MAX_REASON = 500
+MAX_ECHO = 4_000  # characters of a rejected reply sent back with the re-ask
 HOSTED_CONCURRENCY = 4  # concurrency: auto for a server that is not on this machine or LAN
 PROBE_TIMEOUT = 2.0  # seconds for GET /props, the slot count of a local llama.cpp server
 
@@ -344,10 +346,14 @@ class OpenAINarrator:
                     with run.lock:
                         run.broken = run.broken or outcome.reason
                 return None
-            outcome.turns.append(Turn("assistant", text=content))
+            # The conversation carries a reply back at most MAX_ECHO characters long: a re-ask
+            # quotes the violations, it does not resend a runaway reply.
+            shown = content if len(content) <= MAX_ECHO else content[:MAX_ECHO] + " […]"
+            outcome.turns.append(Turn("assistant", text=shown))
             if narrative is not None:
                 self._say(f"{sheet.persona_id}: drafted by the model ({outcome.seq} calls)")
                 return narrative
+            errors = bounded_errors(errors)
             outcome.turns.append(Turn("reask", errors=tuple(errors), avoid=tuple(avoid)))
             if attempt + 1 < attempts:
                 self._say(
