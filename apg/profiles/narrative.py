@@ -6,7 +6,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-
 # Text limits shared by every path a narrative takes: the LLM's reply (checked by grounding),
 # `apg review edit`, the web form and a YAML edit file. A persona name is a label on a card,
 # not a paragraph; the rest bounds what the store and the pages hold.
