@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from click.testing import CliRunner
 from starlette.testclient import TestClient
@@ -10,7 +12,7 @@ from web_helpers import TOKEN, Demo, client, client_for, csrf_of, demo, demo_tem
 from apg.cli.main import main
 from apg.errors import ConfigError
 from apg.store import Store, review
-from apg.web.security import LOGIN_FAILURES, check_bind, is_loopback, safe_next
+from apg.web.security import LOGIN_FAILURES, check_bind, check_token, is_loopback, safe_next
 
 __all__ = ["client", "demo", "demo_template", "store"]  # fixtures
 
@@ -34,8 +36,43 @@ def test_security_check_bind_refuses_network_address_without_token() -> None:
 
 
 def test_security_check_bind_refuses_short_token() -> None:
-    with pytest.raises(ConfigError, match=r"APG_REVIEW_TOKEN is 6 characters; use at least 16"):
+    with pytest.raises(
+        ConfigError, match=r"^APG_REVIEW_TOKEN has 6 non-space characters; use at least 16, e\.g\."
+    ):
         check_bind("127.0.0.1", "secret")
+
+
+@pytest.mark.parametrize(
+    ("token", "solid", "whole"),
+    [(" " * 16, 0, 16), ("\t" * 20, 0, 20), ("a b c d e f g h i j k l m n o", 15, 29)],
+)
+def test_security_token_needs_16_non_space_characters(token: str, solid: int, whole: int) -> None:
+    message = f"APG_REVIEW_TOKEN has {solid} non-space characters ({whole} characters in all); "
+    with pytest.raises(ConfigError, match="^" + re.escape(message + "use at least 16")):
+        check_token(token)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        check_bind("0.0.0.0", token)
+
+
+def test_security_token_loses_surrounding_whitespace() -> None:
+    assert check_token(f"  {TOKEN}\n") == TOKEN
+    assert check_token(None) is None
+
+
+def test_cli_serve_refuses_a_token_of_spaces(demo: Demo) -> None:
+    result = CliRunner().invoke(
+        main, ["serve", "--db", demo.url], env={"APG_REVIEW_TOKEN": " " * 16}
+    )
+    assert result.exit_code == 1
+    assert result.output == (
+        "error: APG_REVIEW_TOKEN has 0 non-space characters (16 characters in all); use at "
+        "least 16, e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'\n"
+    )
+
+
+def test_web_app_refuses_a_token_of_spaces(store: Store) -> None:
+    with pytest.raises(ConfigError, match="APG_REVIEW_TOKEN has 0 non-space characters"):
+        _app(store, " " * 16)
 
 
 def test_cli_serve_refuses_to_listen_beyond_localhost_without_token(demo: Demo) -> None:

@@ -63,27 +63,70 @@ def report(run: str, out: Path, as_recorded: bool, db: str | None) -> None:
 @click.command(context_settings=CONTEXT)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="YAML config: its serve.public_url (https: session cookies are Secure) and storage.url.",
+)
+@click.option(
+    "--public-url",
+    default=None,
+    metavar="URL",
+    help="Where people reach the pages (overrides serve.public_url); https:// makes the "
+    "session cookie Secure.",
+)
+@click.option(
+    "--trust-proxy",
+    default=None,
+    metavar="ADDRESSES",
+    help="Reverse proxies (comma-separated addresses or networks, e.g. 127.0.0.1) whose "
+    "X-Forwarded-For/-Proto headers give the client's address and scheme. Default: none.",
+)
 @db_option
-def serve(host: str, port: int, db: str | None) -> None:
+def serve(
+    host: str,
+    port: int,
+    config_path: Path | None,
+    public_url: str | None,
+    trust_proxy: str | None,
+    db: str | None,
+) -> None:
     """Serve the review pages: runs, reports, personas; approve, reject and edit.
 
-    Listens on 127.0.0.1 only, unless APG_REVIEW_TOKEN is set: then any --host is allowed and
-    every page asks for the token (log-in form, or `Authorization: Bearer TOKEN`).
+    Listens on 127.0.0.1 only, unless APG_REVIEW_TOKEN is set (16+ non-space characters): then
+    any --host is allowed and every page asks for the token (log-in form, or
+    `Authorization: Bearer TOKEN`). Wrong tokens are throttled per client address; behind a
+    TLS proxy, name it with --trust-proxy so each client is counted on its own.
 
     \b
     Examples:
       apg serve --db apg.db
       APG_REVIEW_TOKEN=$(python -c 'import secrets; print(secrets.token_urlsafe(32))') \\
         apg serve --host 0.0.0.0 --port 8080
+      apg serve --trust-proxy 127.0.0.1 --public-url https://apg.example.com
     """
     import uvicorn
 
+    from apg.store import open_store
     from apg.web import create_app
-    from apg.web.security import TOKEN_ENV, check_bind, is_loopback
+    from apg.web.security import TOKEN_ENV, Proxies, check_bind, check_token, is_loopback
 
-    token = os.environ.get(TOKEN_ENV) or None
+    token = check_token(os.environ.get(TOKEN_ENV) or None)
     check_bind(host, token)
-    store = open_db(db)
+    Proxies.parse(trust_proxy)  # a typo is an error before the store is opened
+    config_url = None
+    if config_path is not None:
+        from apg.config import load_config
+
+        config = load_config(config_path)
+        public_url = public_url or config.serve.public_url
+        config_url = config.storage.url
+    if public_url is not None and not public_url.startswith(("http://", "https://")):
+        raise ApgError(f"--public-url {public_url!r} must start with http:// or https://")
+    # --db, then $APG_DATABASE_URL, then the config's storage.url; serve never creates one.
+    store = open_store(db, config_url, create=False)
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"apg review pages for {store.display_url}: http://{shown}:{port}/", err=True)
     if token is not None:
@@ -95,7 +138,7 @@ def serve(host: str, port: int, db: str | None) -> None:
             )
     try:
         uvicorn.run(
-            create_app(store, token=token),
+            create_app(store, token=token, public_url=public_url, trust_proxy=trust_proxy),
             host=host,
             port=port,
             log_level="warning",

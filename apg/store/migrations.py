@@ -234,6 +234,19 @@ def _v7_notifications(conn: sa.Connection) -> None:
     md.tables["apg_notifications"].create(conn)
 
 
+def _v8_web_sessions(conn: sa.Connection) -> None:
+    md = sa.MetaData()
+    sa.Table(
+        "apg_web_sessions",
+        md,
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("created_at", TIME, nullable=False),
+        sa.Column("expires_at", TIME, nullable=False),
+        sa.Index("ix_apg_web_sessions_expires", "expires_at"),
+    )
+    md.tables["apg_web_sessions"].create(conn)
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "runs, candidates, models, personas and narrative versions", _v1_core),
     Migration(2, "identity across runs: members, match and drift columns", _v2_identity),
@@ -242,6 +255,7 @@ MIGRATIONS: list[Migration] = [
     Migration(5, "report data: what report.html needs, with a sample of the matrix", _v5_reports),
     Migration(6, "selection: weak-structure reasons, candidate stability", _v6_stability),
     Migration(7, "notifications: webhook deliveries per run", _v7_notifications),
+    Migration(8, "review-page sessions, so logging out ends them", _v8_web_sessions),
 ]
 LATEST = MIGRATIONS[-1].version
 

@@ -205,6 +205,16 @@ notifications = sa.Table(  # v7: webhook deliveries after daemon runs (apg.servi
 )
 
 
+web_sessions = sa.Table(  # v8: logged-in review-page sessions (apg.store.sessions)
+    "apg_web_sessions",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),  # SHA-256 of the cookie's id, not the id
+    sa.Column("created_at", TIME, nullable=False),
+    sa.Column("expires_at", TIME, nullable=False),
+    sa.Index("ix_apg_web_sessions_expires", "expires_at"),
+)
+
+
 def jsonable(value: Any) -> Any:
     """Plain JSON values: numpy scalars to Python, NaN and infinities to null."""
     if isinstance(value, dict):

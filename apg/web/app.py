@@ -8,7 +8,9 @@ Security (binding, token, sessions, CSRF, headers) lives in :mod:`apg.web.securi
 from __future__ import annotations
 
 import functools
+import hmac
 import secrets
+from collections.abc import Iterable
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
@@ -24,7 +26,7 @@ from starlette.staticfiles import StaticFiles
 
 from apg.errors import ApgError, NotFoundError
 from apg.report.avatars import persona_colour
-from apg.store import Store, review
+from apg.store import Store, review, sessions
 from apg.store.queries import WITH_CONTENT
 from apg.store.reports import load_report
 from apg.version import __version__
@@ -34,9 +36,11 @@ from apg.web.security import (
     SESSION_AGE,
     SESSION_COOKIE,
     Guard,
+    Proxies,
     Throttle,
     authenticated,
     check_csrf,
+    check_token,
     csrf_token,
     safe_next,
     same_secret,
@@ -279,20 +283,27 @@ async def login(request: Request) -> Response:
     if token is None:
         return RedirectResponse("/runs", status_code=303)
     form = await _form(request)
-    client = request.client.host if request.client else "?"
+    client = str(request.scope.get("apg_client", "unknown"))  # set by Guard: proxy-aware
     throttle: Throttle = request.app.state.throttle
     nxt = safe_next(form.get("next"))
-    if throttle.blocked(client):
-        context = {"title": "Log in", "next": nxt, "error": "Too many wrong tokens; wait a bit."}
-        return render(request, "login.html.j2", context, status=429)
-    if not same_secret(form.get("token", ""), token):
+    wait = throttle.wait(client)
+    if wait is not None:  # refused before comparing, so a blocked guesser learns nothing
+        context = {"title": "Log in", "next": nxt, "error": wait.text().capitalize() + "."}
+        response = render(request, "login.html.j2", context, status=429)
+        response.headers["retry-after"] = wait.retry_after
+        return response
+    if not same_secret(form.get("token", "").strip(), token):
         throttle.fail(client)
         context = {"title": "Log in", "next": nxt, "error": "That token is not right."}
         return render(request, "login.html.j2", context, status=401)
+    session_id = await run_in_threadpool(sessions.start, store_of(request), SESSION_AGE)
     reviewer = request.session.get("reviewer")
     request.session.clear()
     request.session.update(
-        auth=True, token_id=token_id(request, token), csrf=secrets.token_urlsafe(32)
+        auth=True,
+        sid=session_id,
+        token_id=token_id(request, token),
+        csrf=secrets.token_urlsafe(32),
     )
     if reviewer:
         request.session["reviewer"] = reviewer
@@ -300,7 +311,11 @@ async def login(request: Request) -> Response:
 
 
 async def logout(request: Request) -> Response:
+    """End the session in the store too: a copy of the cookie no longer logs anyone in."""
     await _form(request)
+    session_id = request.session.get("sid")
+    if isinstance(session_id, str):
+        await run_in_threadpool(sessions.end, store_of(request), session_id)
     request.session.clear()
     return RedirectResponse("/login" if request.app.state.token else "/runs", status_code=303)
 
@@ -324,8 +339,26 @@ async def apg_error(request: Request, exc: Exception) -> Response:
     return _error(request, status, str(exc))
 
 
-def create_app(store: Store, *, token: str | None = None) -> Starlette:
-    """The review site over ``store``; with ``token``, every page needs it."""
+def create_app(
+    store: Store,
+    *,
+    token: str | None = None,
+    public_url: str | None = None,
+    trust_proxy: str | Iterable[str] | None = None,
+    throttle: Throttle | None = None,
+) -> Starlette:
+    """The review site over ``store``; with ``token``, every page needs it.
+
+    ``public_url`` (``serve.public_url``) starting with https makes every session cookie
+    ``Secure``; otherwise only those of requests that came over TLS are. ``trust_proxy``
+    lists the reverse proxies (addresses or networks) whose ``X-Forwarded-For`` and
+    ``X-Forwarded-Proto`` are believed. ``throttle`` counts wrong tokens (a test may pass one
+    with its own clock).
+    """
+    token = check_token(token)
+    throttle = throttle or Throttle()
+    proxies = Proxies.parse(trust_proxy)
+    always_secure = (public_url or "").lower().startswith("https://")
     routes = [
         Route("/", home),
         Route("/runs", runs_page),
@@ -339,18 +372,25 @@ def create_app(store: Store, *, token: str | None = None) -> Starlette:
         Route("/logout", logout, methods=["POST"]),
         Mount("/static", StaticFiles(packages=[("apg.web", "static")]), name="static"),
     ]
-    session_key = secrets.token_bytes(32)  # per process: a restart logs everyone out
+    session_key = _session_key(token)
     app = Starlette(
         routes=routes,
         middleware=[
-            Middleware(Guard, token=token, stage="outer"),
+            Middleware(
+                Guard,
+                token=token,
+                stage="outer",
+                throttle=throttle,
+                proxies=proxies,
+                always_secure=always_secure,
+            ),
             Middleware(
                 SessionMiddleware,
                 secret_key=session_key.hex(),
                 session_cookie=SESSION_COOKIE,
                 max_age=SESSION_AGE,
                 same_site="strict",
-                https_only=False,
+                https_only=False,  # Guard adds Secure per request (TLS or an https public_url)
             ),
             Middleware(Guard, token=token, stage="inner"),
         ],
@@ -360,5 +400,18 @@ def create_app(store: Store, *, token: str | None = None) -> Starlette:
     app.state.token = token
     app.state.session_key = session_key
     app.state.charts = views.ChartCache()
-    app.state.throttle = Throttle()
+    app.state.throttle = throttle
     return app
+
+
+def _session_key(token: str | None) -> bytes:
+    """The key signing session cookies.
+
+    With a token it is derived from the token, so sessions (whose ids live in the store)
+    survive a restart and work in every worker, and changing the token ends them all. Anyone
+    able to forge a cookie with it knows the token already, and still needs a live session id.
+    Without a token, sessions hold only CSRF tokens and names: a random key per process.
+    """
+    if token is None:
+        return secrets.token_bytes(32)
+    return hmac.new(token.encode(), b"apg review session cookie key v1", "sha256").digest()

@@ -16,8 +16,16 @@ START_TIMEOUT = 10.0  # seconds
 @contextmanager
 def serve_in_thread(app: ASGIApp, host: str = "127.0.0.1") -> Iterator[str]:
     """Serve ``app`` on a free port of ``host``; yields the base URL, stops on exit."""
+    # proxy_headers off, as `apg serve` runs it: which forwarded headers to believe is the
+    # app's decision (--trust-proxy), not uvicorn's.
     config = uvicorn.Config(
-        app, host=host, port=0, log_level="warning", server_header=False, lifespan="off"
+        app,
+        host=host,
+        port=0,
+        log_level="warning",
+        server_header=False,
+        lifespan="off",
+        proxy_headers=False,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="apg-web-test-server", daemon=True)
