@@ -23,9 +23,12 @@ import pyarrow as pa
 
 from apg.config import Config
 from apg.narration import NarrationContext, make_narrator
+from apg.narration.base import sheet_for
+from apg.narration.freshness import number_check
 from apg.prepare.features import FeatureFrame
 from apg.prepare.matrix import Matrix, matrix_of, prepare_table
 from apg.prepare.preprocessing import Prepared
+from apg.profiles.identity import NumberCheck
 from apg.profiles.narrative import Narrative
 from apg.profiles.persona import OutlierProfile, PersonaProfile, Profiler, rate_confidence
 from apg.search.leaderboard import SearchResult, assign_everyone, search_matrix
@@ -152,6 +155,8 @@ class ContinuityHook(Protocol):
 
     def after_narration(self, personas: list[PersonaProfile]) -> None: ...
 
+    def check_numbers(self, personas: list[PersonaProfile], check: NumberCheck) -> None: ...
+
 
 def run(
     config: Config,
@@ -222,6 +227,10 @@ def run(
             persona.narrative = narrative
         if continuity is not None:
             continuity.after_narration(personas)
+            # Carried narratives keep the numbers of the run that drafted them: check them
+            # against this run's facts (refreshed or marked stale: apg.narration.freshness).
+            min_cell = config.narration.min_cell
+            continuity.check_numbers(personas, number_check(lambda p: sheet_for(p, ctx, min_cell)))
         carried = len(personas) - len(to_narrate)
         say(
             f"narrate: {len(to_narrate)} personas ({config.narration.client})"

@@ -304,6 +304,24 @@ def personas_show(persona_id: str, db: str | None, as_json: bool) -> None:
                 lines += ["", f"{title}:"] + [f"- {i['text']}" for i in body[key]]
         if body.get("quote"):
             lines += ["", f"\u201c{body['quote']}\u201d"]
+        # Numbers of this version that the latest run's facts no longer support.
+        stale = p.get("stale") or []
+        if stale:
+            lines += [
+                "",
+                f"Stale numbers (written from an earlier run; {p['latest_run']} says otherwise):",
+            ]
+            lines += [
+                f"- {s['field']}: {s['text_number']} \u2192 "
+                f"{s['new_value'] or 'no longer on the fact sheet'}"
+                for s in stale
+            ]
+        fresh = p.get("freshness") or {}
+        if fresh.get("refreshed") and fresh.get("version") == cur["version"]:
+            changes = "; ".join(
+                f"{s['text_number']} \u2192 {s['new_value']}" for s in fresh["refreshed"]
+            )
+            lines += ["", f"Numbers refreshed by apg in {p['latest_run']}: {changes}"]
     conf = (p.get("profile") or {}).get("confidence")
     if conf:
         lines += ["", confidence_text(Confidence.model_validate(conf))]

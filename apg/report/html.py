@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
-from apg.narration.facts import build_fact_sheet, merge_small
+from apg.narration.facts import FactSheet, build_fact_sheet, merge_small
+from apg.narration.freshness import Stale, fact_map, stale_numbers
 from apg.narration.labels import capitalise, fmt, fmt_pct, humanise
 from apg.profiles.confidence import confidence_text
 from apg.profiles.outcomes import outcome_summary
@@ -179,13 +180,68 @@ def _mood(p: PersonaProfile) -> float:
     return float(np.clip(np.mean(att) / 1.2, -1, 1)) if att else 0.0
 
 
-def _items(items: list[Any], facts: dict[str, str]) -> list[dict[str, Any]]:
+def _items(
+    items: list[Any],
+    key: str,
+    facts: dict[str, str],
+    ids: dict[str, str],
+    stale: list[Stale],
+) -> list[dict[str, Any]]:
+    """Goals or frustrations with their evidence; ``ids`` maps the ids a carried narrative
+    cites to this run's (ids follow the contrasts' order, which changes between runs)."""
+    out = []
+    for i, it in enumerate(items, 1):
+        cited = [ids.get(f, f) for f in it.facts]
+        out.append(
+            {
+                "text": marked(it.text, [s for s in stale if s.field == f"{key}[{i}]"]),
+                "facts": [
+                    {"id": f, "text": facts.get(f, "(not in the fact sheet)")} for f in cited
+                ],
+            }
+        )
+    return out
+
+
+def marked(text: str, stale: list[Stale]) -> str:
+    """``text`` with each stale number in a ``<mark>`` saying its current value (escaped
+    Markup), or ``text`` itself when nothing in it is stale."""
+    if not stale:
+        return text
+    out, pos = Markup(""), 0
+    for s in sorted(stale, key=lambda s: s.start):
+        now = f"now {s.new_value}" if s.new_value else "no longer on this run's fact sheet"
+        out += escape(text[pos : s.start])
+        out += Markup('<mark class="stale" title="{}">{}</mark>').format(
+            f"stale: {now}", s.text_number
+        )
+        pos = s.start + len(s.text_number)
+    return out + escape(text[pos:])
+
+
+def sheet_of(p: PersonaProfile, data: ReportData) -> FactSheet:
+    """This run's fact sheet of ``p``, as the narrators built it."""
+    roles = {col: role for role, cols in data.features.items() for col in cols}
+    return build_fact_sheet(
+        p,
+        n_users=data.n_users,
+        outliers=data.outliers if data.outliers.size else None,
+        feature_roles=roles,
+        min_cell=data.min_cell,
+    )
+
+
+def stale_view(stale: list[Stale]) -> list[dict[str, Any]]:
+    """Stale numbers for a card: where, as written, and what the run's facts say now."""
     return [
         {
-            "text": it.text,
-            "facts": [{"id": f, "text": facts.get(f, "(not in the fact sheet)")} for f in it.facts],
+            "field": s.field,
+            "number": s.text_number,
+            "old": s.old_value,
+            "new": s.new_value,
+            "text": s.describe(),
         }
-        for it in items
+        for s in stale
     ]
 
 
@@ -258,19 +314,30 @@ def _card(p: PersonaProfile, index: int, data: ReportData) -> dict[str, Any]:
     facts = data.facts.get(p.persona_id, {})
     colour = persona_colour(index)
     name = _title(p)
+    # A narrative carried over from an earlier run: its numbers checked against this run.
+    stale: list[Stale] = []
+    ids: dict[str, str] = {}
+    if n is not None and n.facts != facts:
+        sheet = sheet_of(p, data)
+        stale, ids = stale_numbers(n, sheet), fact_map(n, sheet)
+
+    def field(key: str, text: str) -> str:
+        return marked(text, [s for s in stale if s.field == key])
+
     return {
         "id": p.persona_id,
         "anchor": f"persona-{index + 1}",
         "name": name,
         "colour": colour,
         "avatar": Markup(avatar_svg(p.persona_id, name, colour, _mood(p))),  # escapes the name
-        "tagline": n.tagline if n else "",
-        "summary": n.summary if n else "",
-        "quote": n.quote if n else None,
+        "tagline": field("tagline", n.tagline) if n else "",
+        "summary": field("summary", n.summary) if n else "",
+        "quote": field("quote", n.quote) if n and n.quote else None,
         "source": n.source if n else None,
         "reason": n.reason if n else None,
-        "goals": _items(n.goals, facts) if n else [],
-        "frustrations": _items(n.frustrations, facts) if n else [],
+        "goals": _items(n.goals, "goals", facts, ids, stale) if n else [],
+        "frustrations": _items(n.frustrations, "frustrations", facts, ids, stale) if n else [],
+        "stale": stale_view(stale),
         "confidence": p.confidence.level if p.confidence else None,
         "confidence_text": confidence_text(p.confidence) if p.confidence else "",
         "size": f"{p.size:,}",

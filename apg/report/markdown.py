@@ -6,6 +6,8 @@ import html
 import math
 from typing import TYPE_CHECKING
 
+from apg.narration.facts import build_fact_sheet
+from apg.narration.freshness import Stale, stale_numbers
 from apg.profiles.confidence import confidence_text
 from apg.profiles.outcomes import outcome_summary
 from apg.profiles.persona import PersonaProfile
@@ -31,7 +33,19 @@ def _md(text: str) -> str:
     return html.escape(text, quote=False).replace("|", "\\|").replace("\n", " ")
 
 
-def _card(p: PersonaProfile) -> list[str]:
+def stale_lines(stale: list[Stale]) -> list[str]:
+    """A carried narrative's numbers that this run's facts no longer support, old → new."""
+    if not stale:
+        return []
+    lines = [
+        f"> **Stale numbers:** this narrative was written from an earlier run; "
+        f"{len(stale)} of its numbers no longer match this run's facts:",
+    ]
+    lines += [f"> - {_md(s.describe())}" for s in stale]
+    return [*lines, ""]
+
+
+def _card(p: PersonaProfile, stale: list[Stale] | None = None) -> list[str]:
     n = p.narrative
     title = n.name if n else p.persona_id
     lines = [f"### {p.persona_id} · {_md(title)}", ""]
@@ -40,6 +54,7 @@ def _card(p: PersonaProfile) -> list[str]:
     lines += [f"**{p.size:,} users ({p.share:.1%})**", ""]
     if p.confidence is not None:
         lines += [f"_{confidence_text(p.confidence)}_", ""]
+    lines += stale_lines(stale or [])
     if n:
         lines += [_md(n.summary), ""]
         if n.goals:
@@ -158,7 +173,7 @@ def render_report(result: RunResult) -> str:
             lines.append(f"| {k}{mark} | {_f(s.wcss[k], 1)} | {_f(sil.get(k))} |")
     lines += ["", "## Personas", ""]
     for p in result.personas:
-        lines += _card(p)
+        lines += _card(p, _stale(p, result))
     if result.outliers.size:
         o = result.outliers
         lines += [
@@ -170,6 +185,21 @@ def render_report(result: RunResult) -> str:
             "",
         ]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _stale(p: PersonaProfile, result: RunResult) -> list[Stale]:
+    """The numbers of a carried narrative that this run's facts no longer support."""
+    if p.narrative is None:
+        return []
+    frame = result.frame
+    sheet = build_fact_sheet(
+        p,
+        n_users=len(result.labels),
+        outliers=result.outliers if result.outliers.size else None,
+        feature_roles={c: frame.role_of(c) for c in frame.features},
+        min_cell=result.config.narration.min_cell,
+    )
+    return stale_numbers(p.narrative, sheet)
 
 
 def transforms_text(transforms: list[dict[str, object]]) -> str:

@@ -247,6 +247,10 @@ def _v8_web_sessions(conn: sa.Connection) -> None:
     md.tables["apg_web_sessions"].create(conn)
 
 
+def _v9_freshness(conn: sa.Connection) -> None:
+    add_column(conn, "apg_persona_runs", sa.Column("freshness", sa.JSON))
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "runs, candidates, models, personas and narrative versions", _v1_core),
     Migration(2, "identity across runs: members, match and drift columns", _v2_identity),
@@ -256,6 +260,7 @@ MIGRATIONS: list[Migration] = [
     Migration(6, "selection: weak-structure reasons, candidate stability", _v6_stability),
     Migration(7, "notifications: webhook deliveries per run", _v7_notifications),
     Migration(8, "review-page sessions, so logging out ends them", _v8_web_sessions),
+    Migration(9, "current numbers: each carried narrative's check per run", _v9_freshness),
 ]
 LATEST = MIGRATIONS[-1].version
 

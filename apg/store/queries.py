@@ -224,9 +224,21 @@ def list_personas(
                 "matched_by": row["matched_by"],
                 "similarity": row["similarity"],
                 "profile": row["profile"],
+                "stale": stale_numbers(row["freshness"], current),
             }
         )
     return out
+
+
+def stale_numbers(
+    freshness: dict[str, Any] | None, version: dict[str, Any] | None
+) -> list[dict[str, Any]]:
+    """The numbers of ``version`` a run found stale (``apg.narration.freshness.Stale`` as
+    dicts): the run's check applies only to the version it checked, so a later edit or a
+    refreshed draft is never shown with an earlier version's stale numbers."""
+    if not freshness or version is None or freshness.get("version") != version["version"]:
+        return []
+    return list(freshness.get("stale") or [])
 
 
 def persona_history(conn: sa.Connection, persona_id: str) -> list[dict[str, Any]]:
@@ -242,6 +254,7 @@ def persona_history(conn: sa.Connection, persona_id: str) -> list[dict[str, Any]
             pr.c.drift,
             pr.c.matched_by,
             pr.c.similarity,
+            pr.c.freshness,
         )
         .join(r, r.c.id == pr.c.run_id)
         .where(pr.c.persona_id == persona_id)
@@ -266,6 +279,8 @@ def persona_detail(conn: sa.Connection, persona_id: str) -> dict[str, Any]:
                 )
             ).scalar()
             break
+    # The latest run's check of the carried narrative's numbers (None: not carried there).
+    freshness = latest["freshness"] if latest and latest["status"] != "retired" else None
     draft_drift = None
     if draft is not None and draft["run_id"]:
         draft_drift = next((h["drift"] for h in history if h["run_id"] == draft["run_id"]), None)
@@ -280,6 +295,9 @@ def persona_detail(conn: sa.Connection, persona_id: str) -> dict[str, Any]:
         "versions": len(versions),
         "history": history,
         "profile": profile,
+        "freshness": freshness,
+        "stale": stale_numbers(freshness, current),
+        "pending_draft_stale": stale_numbers(freshness, draft),
     }
 
 
@@ -318,6 +336,9 @@ def load_previous(conn: sa.Connection) -> PreviousRun | None:
                 categories=dict(profile.get("categories") or {}),
                 narrative=_narrative(current["body"]) if current else None,
                 approved=bool(current and current["status"] == "approved"),
+                version=current["version"] if current else None,
+                status=current["status"] if current else None,
+                origin=current["origin"] if current else None,
             )
         )
     m = t.members

@@ -250,23 +250,46 @@ def _personas(conn: sa.Connection, result: RunResult, plan: Plan, now: str) -> N
             )
         )
     status = {o.persona_id: o for o in plan.outcomes}
-    for pid, narrative in plan.drafts.items():
+    written: dict[str, int] = {}
+    for pid, narrative in [*plan.drafts.items(), *plan.refreshed.items()]:
         o = status[pid]
         note = None
-        if o.status == "changed" and o.drift is not None:
+        if pid in plan.refreshed and pid not in plan.drafts:
+            changed = (plan.freshness.get(pid) or {}).get("refreshed") or []
+            note = "numbers refreshed from this run's facts: " + "; ".join(
+                f"{s['text_number']} → {s['new_value']}" for s in changed
+            )
+        elif o.status == "changed" and o.drift is not None:
             note = f"persona changed (drift {o.drift.score:.2f}); redrafted for review"
+        written[pid] = next_version(conn, pid)
         conn.execute(
             t.narratives.insert().values(
                 persona_id=pid,
-                version=next_version(conn, pid),
+                version=written[pid],
                 run_id=run_id,
                 origin="generated",
                 body=jsonable(narrative.model_dump(mode="json")),
                 status="draft",
                 created_by=author_of(narrative),
                 created_at=now,
-                note=note,
+                note=note[:4000] if note else None,
             )
+        )
+    _freshness(conn, run_id, plan, written)
+
+
+def _freshness(conn: sa.Connection, run_id: str, plan: Plan, written: dict[str, int]) -> None:
+    """Each carried narrative's number check (v9), against the version it applies to: the
+    carried one, or the refreshed draft just written."""
+    pr = t.persona_runs
+    for pid, record in plan.freshness.items():
+        version = record.get("version")
+        if version is None and pid in plan.refreshed:
+            version = written.get(pid)
+        conn.execute(
+            pr.update()
+            .where(pr.c.run_id == run_id, pr.c.persona_id == pid)
+            .values(freshness=jsonable({**record, "version": version}))
         )
 
 

@@ -118,6 +118,9 @@ persona_runs = sa.Table(
     sa.Column("matched_by", sa.String(16)),  # members | centroid
     sa.Column("similarity", sa.Float),  # Jaccard, or centroid distance
     sa.Column("drift", sa.JSON),
+    # v9: the carried narrative's numbers checked against this run's facts
+    # (apg.narration.freshness): {version, base_version, stale: [...], refreshed: [...]}
+    sa.Column("freshness", sa.JSON),
     sa.Index("ix_apg_persona_runs_persona", "persona_id"),
 )
 
@@ -203,7 +206,6 @@ notifications = sa.Table(  # v7: webhook deliveries after daemon runs (apg.servi
     sa.Column("sent_at", TIME, nullable=False),
     sa.Index("ix_apg_notifications_run", "run_id"),
 )
-
 
 web_sessions = sa.Table(  # v8: logged-in review-page sessions (apg.store.sessions)
     "apg_web_sessions",

@@ -111,6 +111,8 @@ def persona_rows(personas: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "drift": f"{drift['score']:.2f}" if drift.get("score") is not None else "",
                 "colour": persona_colour(i) if p["status"] != "retired" else "#888888",
                 "version": p["version"],
+                # Numbers of the shown narrative that this run's facts no longer support.
+                "stale": len(p.get("stale") or []),
             }
         )
     return out
