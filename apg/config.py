@@ -289,6 +289,9 @@ class NarrationConfig(Strict):
     # and time out), else 4 for a hosted API.
     concurrency: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
     min_cell: int = Field(5, ge=1)
+    # Level of the Benjamini-Hochberg-corrected test a category needs before a persona's
+    # fact sheet calls it over-represented (apg.profiles.significance).
+    significance: float = Field(0.05, gt=0, lt=1)
     prompts_dir: str | None = None
 
 

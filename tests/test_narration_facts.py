@@ -21,7 +21,8 @@ def test_facts_sheet_numbers_size_contrasts_and_demographics():
         'F4 "nps" (attitudinal): persona mean 3.5 vs everyone 6.4; 45% lower, 0.547× everyone\'s '
         "mean, 0.9 standard deviations below.",
         'F5 "gender" (demographic): "female" 60% of this persona (240 users) vs 50% of everyone '
-        '(lift 1.2); "male" 39.2% of this persona (157 users) vs 48% of everyone (lift 0.818); '
+        '(lift 1.2; significantly over-represented); "male" 39.2% of this persona (157 users) '
+        "vs 48% of everyone (lift 0.818); "
         '"other" 0.75% of this persona (3 users) vs 2% of everyone (lift 0.375).',
         'F6 "age" (demographic): persona median 34 (middle half 29 to 39), mean 34.6; everyone '
         "median 38, mean 38.2.",

@@ -9,6 +9,11 @@
   persona, "more women than average" a lift above 1, "she" a female majority; "in their 30s"
   needs the persona's median age in [30, 40); "younger"/"older" compare the persona's median
   with everyone's (an age column or a birth-year column).
+- A category called over-represented ("over-represented", "disproportionately", "skews
+  towards", "more women than average") must be one the fact sheet marks as significantly
+  over-represented (``Fact.over_represented``: a two-proportion test against the rest of the
+  users, Benjamini–Hochberg across the persona's categories, at least ``min_cell`` users; see
+  ``apg.profiles.significance``). A higher share that is not significant is only a share.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from apg.narration.facts import FactSheet
+from apg.narration.facts import OTHER, FactSheet
 from apg.narration.labels import fmt, fmt_pct, humanise
 from apg.profiles.persona import DemographicProfile
 
@@ -202,11 +207,65 @@ def _gender_checks(where: str, text: str, sheet: FactSheet, col: str) -> list[st
                 f"{where}: {phrase!r} says {group} are over-represented, but their lift is "
                 f"{fmt(lift)} ({fid})"
             )
+        elif kind == "skew" and not _significant(sheet, col, _FEMALE if female else _MALE):
+            out.append(
+                f"{where}: {phrase!r} says {group} are over-represented, but {fid} does not "
+                f"mark them significantly over-represented (lift {fmt(lift)} is within chance); "
+                f"give their share without calling it over-represented"
+            )
         elif kind == "pronoun" and share < 0.5:
             out.append(
                 f"{where}: the pronoun {phrase!r} makes the persona one of the {group}, who "
                 f"are {fmt_pct(share)} of this persona ({fid}); write 'they'"
             )
+    return out
+
+
+def _significant(sheet: FactSheet, col: str, pattern: re.Pattern[str]) -> bool:
+    fact = next((f for f in sheet.facts if f.feature == col), None)
+    return fact is not None and any(pattern.match(v.strip()) for v in fact.over_represented)
+
+
+_OVER = _rx(
+    r"\bover-?represented\b|\bdisproportionate(?:ly)?\b|\bskew(?:s|ed|ing)?\b"
+    r"|\bmore (?:common|prevalent|frequent) (?:than|among|here)"
+)
+# Sentences end at . ; ! ? before a space or the end: "5.0" stays whole.
+_SENTENCE = re.compile(r"(?:[^.;!?]|[.;!?](?=\S))+")
+
+
+def _over_checks(where: str, text: str, sheet: FactSheet) -> list[str]:
+    """Categories called over-represented that the sheet does not mark so."""
+    out: list[str] = []
+    facts = [f for f in sheet.facts if f.kind == "demographic" and f.categories]
+    owners: dict[str, int] = {}
+    for fact in facts:
+        for c in fact.categories:
+            owners[c.value.casefold()] = owners.get(c.value.casefold(), 0) + 1
+    for sentence in _SENTENCE.findall(text):
+        if not _OVER.search(sentence):
+            continue
+        for fact in facts:
+            names = {n.casefold() for n in (fact.feature, fact.label) if n}
+            about = any(n in sentence.casefold() for n in names)
+            for c in fact.categories:
+                if c.value == OTHER or c.value in fact.over_represented:
+                    continue
+                # A value such as "1" may belong to several columns: then the sentence must
+                # name this one.
+                if not about and owners[c.value.casefold()] > 1:
+                    continue
+                quoted = re.search(rf"[\"'“‘]{re.escape(c.value)}[\"'”’]", sentence)
+                named = len(c.value) >= 2 and re.search(
+                    rf"(?<!\w){re.escape(c.value)}(?!\w)", sentence, re.IGNORECASE
+                )
+                if quoted or named:
+                    out.append(
+                        f"{where}: calls {c.value!r} over-represented, but {fact.id} gives it "
+                        f"{fmt_pct(c.share)} of this persona vs {fmt_pct(c.population_share)} "
+                        "of everyone, which the fact sheet does not mark as significantly "
+                        "over-represented; state the share without calling it over-represented"
+                    )
     return out
 
 
@@ -250,7 +309,7 @@ def _age_checks(where: str, text: str, sheet: FactSheet, cols: list[str]) -> lis
 
 def claim_violations(where: str, text: str, sheet: FactSheet) -> list[str]:
     """Protected attributes mentioned without data, and demographic claims the data contradict."""
-    out: list[str] = []
+    out: list[str] = _over_checks(where, text, sheet)
     masked = _mask(text, sheet.labels)
     for attr in PROTECTED:
         carriers = _carrier(sheet, attr)

@@ -1,169 +1,80 @@
 """The numbered fact sheet of one persona: the only thing a narrator may say anything about.
 
 Every fact has an id (``F1``, ``F2``, ...), a one-line text for the prompt, and the exact numbers
-it states (``values``; ``percents`` on a 0-100 scale) so the grounding check can match numbers in
-a reply. Only aggregates are here: never user ids, raw rows or representative users. Demographic
-categories with fewer than ``min_cell`` members are merged into ``other``.
+it states, each with its kind (``numbers``: a count, a value, a share, a relative change, a
+multiple, percentage points or standard deviations) so the grounding check can match a number in
+a reply only against numbers of the same kind: "84% higher" is a relative change and never
+matches a rate of 0.84. Only aggregates are here: never user ids, raw rows or representative
+users. Demographic categories with fewer than ``min_cell`` members are merged into ``other``.
+
+A contrast of a 0-1 feature (a flag, rate or share: ``Contrast.bounded``) is stated in
+percentage points and multiples ("84% vs 7.3% of everyone: 76.7 points higher, 11.5× everyone's
+rate"); other contrasts as a relative change computed from the two means (only when both are
+non-negative and everyone's is above 0, and never for years), a multiple and standard
+deviations. A category is called over-represented only when it passes
+``apg.profiles.significance`` (test against the rest, Benjamini–Hochberg, ``min_cell``).
 """
 
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import BaseModel, Field
-
-from apg.narration.labels import clean, fmt, fmt_diff, fmt_pct, humanise, is_year, quote
+from apg.narration.fact_contrasts import (
+    contrast_fact,
+    fmt_points,
+    is_rate,
+    multiple,
+    relative_change,
+    select_contrasts,
+    withheld_fact,
+)
+from apg.narration.fact_model import (
+    MAX_CATEGORIES,
+    MIN_STD_DIFF,
+    OTHER,
+    PERCENT_KINDS,
+    Fact,
+    FactKind,
+    FactNumber,
+    FactSheet,
+    NumberKind,
+    nums,
+)
+from apg.narration.labels import clean, fmt, fmt_pct, humanise, is_year, quote
 from apg.profiles.confidence import confidence_text
 from apg.profiles.outcomes import OutcomeStat
 from apg.profiles.persona import (
     CategoryShare,
-    Contrast,
     DemographicProfile,
     OutlierProfile,
     PersonaProfile,
 )
+from apg.profiles.significance import (
+    DEFAULT_SIGNIFICANCE,
+    bh_adjust,
+    is_over_represented,
+    vs_rest_p,
+)
 
-MAX_CONTRASTS = 8  # distinguishing features shown
-MIN_CONTRASTS = 3  # shown even when their differences are small
-MIN_STD_DIFF = 0.1  # a contrast below this (in population SDs) is not distinguishing
-SAME_STD_DIFF = 0.05  # below this it reads "about the same as everyone"
-MAX_ATTITUDINAL = 3  # attitudinal scores always shown, up to this many
-MAX_CATEGORIES = 6  # categories listed per column before the rest becomes "other"
-OTHER = "other"
-
-FactKind = Literal["size", "contrast", "category", "demographic", "outcome", "outliers"]
-
-
-class Fact(BaseModel):
-    id: str
-    kind: FactKind
-    text: str
-    feature: str | None = None  # the cleaned column name
-    label: str | None = None  # the humanised column name
-    role: str | None = None  # behavioral | attitudinal | demographic
-    direction: Literal["higher", "lower", "same"] | None = None
-    std_diff: float | None = None
-    values: list[float] = Field(default_factory=list)
-    percents: list[float] = Field(default_factory=list)
-    # The aggregates behind the text, for the offline narrator (never sent to a model as such).
-    contrast: Contrast | None = None
-    categories: list[CategoryShare] = Field(default_factory=list)
-    numeric: DemographicProfile | None = None
-    outcome: OutcomeStat | None = None
-    withheld: bool = False  # a contrast of a persona too small to show its values
-
-
-class FactSheet(BaseModel):
-    persona_id: str
-    size: int
-    share: float
-    n_users: int
-    facts: list[Fact]
-    # Demographics after the min-cell merge, keyed by cleaned column name.
-    demographics: dict[str, DemographicProfile] = Field(default_factory=dict)
-    # Every data-derived label shown (column names, humanised names, category values).
-    labels: list[str] = Field(default_factory=list)
-    # The persona's confidence level (apg.profiles.confidence); None in older runs.
-    confidence: str | None = None
-
-    def ids(self) -> list[str]:
-        return [f.id for f in self.facts]
-
-    def get(self, fact_id: str) -> Fact | None:
-        return next((f for f in self.facts if f.id == fact_id), None)
-
-    def of_kind(self, kind: FactKind) -> list[Fact]:
-        return [f for f in self.facts if f.kind == kind]
-
-    def contrasts(self) -> list[Fact]:
-        return self.of_kind("contrast")
-
-    def render(self) -> str:
-        """One fact per line: ``F3 <text>``."""
-        return "\n".join(f"{f.id} {f.text}" for f in self.facts)
-
-    def as_dict(self) -> dict[str, str]:
-        return {f.id: f.text for f in self.facts}
-
-
-def select_contrasts(contrasts: list[Contrast]) -> list[Contrast]:
-    """The strongest contrasts (at least a few), plus the attitudinal scores."""
-    ranked = sorted(contrasts, key=lambda c: (-abs(c.std_diff), c.feature))
-    chosen = [c for c in ranked if abs(c.std_diff) >= MIN_STD_DIFF][:MAX_CONTRASTS]
-    if len(chosen) < MIN_CONTRASTS:
-        chosen = ranked[:MIN_CONTRASTS]
-    attitudinal = [c for c in chosen if c.role == "attitudinal"]
-    for c in ranked:
-        if len(attitudinal) >= MAX_ATTITUDINAL:
-            break
-        if c.role == "attitudinal" and c not in chosen:
-            chosen.append(c)
-            attitudinal.append(c)
-    return sorted(chosen, key=lambda c: (-abs(c.std_diff), c.feature))
-
-
-def _withheld_fact(fid: str, c: Contrast, min_cell: int) -> Fact:
-    """A contrast of a persona smaller than ``min_cell``: its mean would describe individuals."""
-    direction = c.direction if abs(c.std_diff) >= SAME_STD_DIFF else "same"
-    said = "about the same as" if direction == "same" else f"{direction} than"
-    text = (
-        f"{quote(c.feature)} ({c.role}): {said} everyone (values withheld: fewer than "
-        f"{min_cell} users)."
-    )
-    return Fact(
-        id=fid,
-        kind="contrast",
-        text=text,
-        feature=clean(c.feature),
-        label=humanise(c.feature),
-        role=c.role,
-        direction=direction,
-        std_diff=c.std_diff,
-        values=[min_cell],
-        withheld=True,
-    )
-
-
-def _contrast_fact(fid: str, c: Contrast) -> Fact:
-    cm, pm, sd = c.cluster_mean, c.population_mean, c.std_diff
-    values, percents = [cm, pm, abs(sd)], []
-    if 0 <= cm <= 1 and 0 <= pm <= 1:
-        percents += [cm * 100, pm * 100]  # a rate may be written as a percentage
-    year = is_year(c.feature)
-    text = (
-        f"{quote(c.feature)} ({c.role}): persona mean {fmt(cm, year=year)} vs everyone "
-        f"{fmt(pm, year=year)}; "
-    )
-    direction = c.direction if abs(sd) >= SAME_STD_DIFF else "same"
-    if direction == "same":
-        text += "about the same as everyone."
-    else:
-        parts = []
-        # Relative terms only when the means are comparable (no 10^160 % next to a zero mean).
-        if pm != 0 and 1e-3 <= abs(cm / pm) <= 1e3:
-            diff = abs(cm - pm) / abs(pm) * 100
-            percents.append(diff)
-            parts.append(f"{fmt_diff(diff)}% {direction}")
-        if pm > 0 and 1e-3 <= cm / pm <= 1e3:
-            ratio = cm / pm
-            values.append(ratio)
-            parts.append(f"{fmt(ratio)}× everyone's mean")
-        above = "above" if direction == "higher" else "below"
-        parts.append(f"{fmt(abs(sd))} standard deviations {above}")
-        text += ", ".join(parts) + "."
-    return Fact(
-        id=fid,
-        kind="contrast",
-        text=text,
-        feature=clean(c.feature),
-        label=humanise(c.feature),
-        role=c.role,
-        direction=direction,
-        std_diff=sd,
-        values=values,
-        percents=percents,
-        contrast=c,
-    )
+__all__ = [
+    "MAX_CATEGORIES",
+    "MIN_STD_DIFF",
+    "OTHER",
+    "PERCENT_KINDS",
+    "Fact",
+    "FactKind",
+    "FactNumber",
+    "FactSheet",
+    "NumberKind",
+    "build_fact_sheet",
+    "fmt_points",
+    "is_rate",
+    "merge_small",
+    "multiple",
+    "nums",
+    "outcome_text",
+    "over_represented",
+    "relative_change",
+    "select_contrasts",
+]
 
 
 def merge_small(categories: list[CategoryShare], min_cell: int) -> list[CategoryShare]:
@@ -189,7 +100,11 @@ def merge_small(categories: list[CategoryShare], min_cell: int) -> list[Category
     return [c.model_copy(update={"value": clean(c.value)}) for c in keep if c.count > 0]
 
 
-def _demographic_fact(fid: str, col: str, demo: DemographicProfile) -> Fact | None:
+def _demographic_fact(
+    fid: str, col: str, demo: DemographicProfile, over: frozenset[str] = frozenset()
+) -> Fact | None:
+    """``over``: the (merged, cleaned) category values that passed the over-representation
+    test; only they are called over-represented, the others are plain shares."""
     head = f"{quote(col)} (demographic): "
     if demo.kind == "date":
         cl, pop = demo.cluster_dates, demo.population_dates
@@ -208,14 +123,14 @@ def _demographic_fact(fid: str, col: str, demo: DemographicProfile) -> Fact | No
             label=humanise(col),
             role="demographic",
             # The parts of the dates, so a narrative may say "since 2012" or "in May 2013".
-            values=sorted({float(part) for d in days for part in d.split("-")}),
+            numbers=nums("value", *sorted({float(part) for d in days for part in d.split("-")})),
             numeric=demo,
         )
     if demo.kind == "numeric":
         cl, pop = demo.cluster, demo.population
         if cl is None or pop is None or cl.median is None or pop.median is None:
             return None
-        nums = [cl.median, cl.q1, cl.q3, cl.mean, pop.median, pop.mean]
+        values = [cl.median, cl.q1, cl.q3, cl.mean, pop.median, pop.mean]
         year = is_year(col)
 
         def show(v: float) -> str:
@@ -240,16 +155,22 @@ def _demographic_fact(fid: str, col: str, demo: DemographicProfile) -> Fact | No
             feature=clean(col),
             label=humanise(col),
             role="demographic",
-            values=[v for v in nums if v is not None],
+            numbers=nums("value", *values),
             numeric=demo,
         )
     if not demo.categories:
         return None
-    parts = [
-        f"{quote(c.value)} {fmt_pct(c.share)} of this persona ({c.count:,} users) vs "
-        f"{fmt_pct(c.population_share)} of everyone (lift {fmt(c.lift)})"
-        for c in demo.categories
-    ]
+    parts = []
+    for c in demo.categories:
+        verdict = ""
+        if c.value in over:
+            verdict = "; significantly over-represented"
+        elif c.lift > 1 and c.value != OTHER:
+            verdict = "; not a significant difference"
+        parts.append(
+            f"{quote(c.value)} {fmt_pct(c.share)} of this persona ({c.count:,} users) vs "
+            f"{fmt_pct(c.population_share)} of everyone (lift {fmt(c.lift)}{verdict})"
+        )
     return Fact(
         id=fid,
         kind="demographic",
@@ -258,8 +179,11 @@ def _demographic_fact(fid: str, col: str, demo: DemographicProfile) -> Fact | No
         label=humanise(col),
         role="demographic",
         categories=demo.categories,
-        values=[v for c in demo.categories for v in (c.count, c.lift, c.share)],
-        percents=[v * 100 for c in demo.categories for v in (c.share, c.population_share)],
+        over_represented=[c.value for c in demo.categories if c.value in over],
+        numbers=nums("count", *(c.count for c in demo.categories))
+        + nums("multiple", *(c.lift for c in demo.categories))
+        + nums("value", *(c.share for c in demo.categories))
+        + nums("share", *(v * 100 for c in demo.categories for v in (c.share, c.population_share))),
     )
 
 
@@ -294,15 +218,17 @@ def _outcome_fact(fid: str, o: OutcomeStat) -> Fact | None:
     text = outcome_text(o)
     if text is None:
         return None
-    values: list[float] = []
-    percents: list[float] = []
+    numbers: list[FactNumber] = []
     if o.kind == "shares":
-        percents = [v * 100 for s in o.shares for v in (s.share, s.population_share)]
-    elif o.kind == "rate":
-        percents = [o.value * 100, o.population * 100, abs(o.difference) * 100]  # type: ignore[operator]
-        values = [o.lift] if o.lift is not None else []
-    else:
-        values = [v for v in (o.value, o.population, o.lift) if v is not None]
+        numbers = nums("share", *(v * 100 for s in o.shares for v in (s.share, s.population_share)))
+        numbers += nums("multiple", *(s.lift for s in o.shares))
+    elif o.value is not None and o.population is not None:
+        numbers = nums("value", o.value, o.population) + nums("multiple", o.lift)
+        # Allowed though not printed for a rate (see _contrast_fact).
+        numbers += nums("relative", relative_change(o.value, o.population))
+        if o.kind == "rate":
+            numbers += nums("share", o.value * 100, o.population * 100)
+            numbers += nums("points", abs(o.value - o.population) * 100)
     return Fact(
         id=fid,
         kind="outcome",
@@ -310,10 +236,37 @@ def _outcome_fact(fid: str, o: OutcomeStat) -> Fact | None:
         feature=clean(o.column),
         label=humanise(o.column),
         role="outcome",
-        values=values,
-        percents=percents,
+        numbers=numbers,
         outcome=o,
     )
+
+
+def over_represented(
+    persona: PersonaProfile, *, n_users: int, level: float, min_cell: int
+) -> dict[str, frozenset[str]]:
+    """Per demographic column, the (cleaned) categories that may be called over-represented.
+
+    The family for Benjamini–Hochberg is every category of every categorical demographic of
+    this persona. A profile from an older run has no p-values: they are computed here from
+    the counts, everyone's shares and ``n_users`` (the users the shares were taken over).
+    """
+    tested: list[tuple[str, CategoryShare, float]] = []
+    for col, demo in persona.demographics.items():
+        if demo.kind != "categorical":
+            continue
+        for c in demo.categories:
+            p = c.p_value
+            if p is None:
+                p = vs_rest_p(c.count, persona.size, round(c.population_share * n_users), n_users)
+            tested.append((col, c, p))
+    q_values = bh_adjust([p for *_, p in tested])
+    out: dict[str, set[str]] = {}
+    for (col, c, _), q in zip(tested, q_values, strict=True):
+        if clean(c.value) != OTHER and is_over_represented(
+            count=c.count, lift=c.lift, q_value=q, level=level, min_cell=min_cell
+        ):
+            out.setdefault(col, set()).add(clean(c.value))
+    return {col: frozenset(values) for col, values in out.items()}
 
 
 def build_fact_sheet(
@@ -323,9 +276,15 @@ def build_fact_sheet(
     outliers: OutlierProfile | None = None,
     feature_roles: dict[str, str] | None = None,
     min_cell: int = 5,
+    significance: float = DEFAULT_SIGNIFICANCE,
 ) -> FactSheet:
-    """Number the facts of ``persona``: size, contrasts, categories, demographics, outliers."""
+    """Number the facts of ``persona``: size, contrasts, categories, demographics, outliers.
+
+    ``significance``: the level at which a demographic category is called over-represented
+    (``narration.significance``; see ``apg.profiles.significance``).
+    """
     roles = feature_roles or {}
+    over = over_represented(persona, n_users=n_users, level=significance, min_cell=min_cell)
     facts: list[Fact] = []
     labels: list[str] = []
 
@@ -339,22 +298,20 @@ def build_fact_sheet(
             text=f"This persona has {persona.size:,} users: {fmt_pct(persona.share)} of the "
             f"{n_users:,} users clustered."
             + (f" Its {confidence_text(persona.confidence)}." if persona.confidence else ""),
-            values=[persona.size, n_users, persona.share]
-            + [
-                v
-                for v in (
-                    persona.confidence.stability if persona.confidence else None,
-                    persona.confidence.silhouette if persona.confidence else None,
-                )
-                if v is not None
-            ],
-            percents=[persona.share * 100],
+            numbers=nums("count", persona.size, n_users)
+            + nums(
+                "value",
+                persona.share,
+                persona.confidence.stability if persona.confidence else None,
+                persona.confidence.silhouette if persona.confidence else None,
+            )
+            + nums("share", persona.share * 100),
         )
     )
     for c in select_contrasts(persona.contrasts):
         small = persona.size < min_cell
         facts.append(
-            _withheld_fact(next_id(), c, min_cell) if small else _contrast_fact(next_id(), c)
+            withheld_fact(next_id(), c, min_cell) if small else contrast_fact(next_id(), c)
         )
         labels += [clean(c.feature), humanise(c.feature)]
     for col, shares in persona.categories.items():
@@ -377,7 +334,7 @@ def build_fact_sheet(
                 feature=clean(col),
                 label=humanise(col),
                 text=f"{quote(col)} ({role}): {parts} of this persona.",
-                percents=[c.share * 100 for c in merged],
+                numbers=nums("share", *(c.share * 100 for c in merged)),
                 categories=merged,
             )
         )
@@ -387,7 +344,7 @@ def build_fact_sheet(
         if demo.kind in ("numeric", "date") and persona.size < min_cell:
             continue  # a median of a handful of people describes individuals
         merged_demo = demo.model_copy(update={"categories": merge_small(demo.categories, min_cell)})
-        fact = _demographic_fact(next_id(), col, merged_demo)
+        fact = _demographic_fact(next_id(), col, merged_demo, over.get(col, frozenset()))
         if fact is None:
             continue
         facts.append(fact)
@@ -406,8 +363,7 @@ def build_fact_sheet(
                 kind="outliers",
                 text=f"{outliers.size:,} users ({fmt_pct(outliers.share)}) fit no persona and are "
                 f"left out of every persona.",
-                values=[outliers.size],
-                percents=[outliers.share * 100],
+                numbers=nums("count", outliers.size) + nums("share", outliers.share * 100),
             )
         )
     unique = sorted({lab for lab in labels if lab}, key=lambda s: (-len(s), s))

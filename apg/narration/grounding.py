@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from apg.narration.claims import claim_violations
 from apg.narration.facts import FactSheet
-from apg.narration.numbers import NumberIndex, describe, extract
+from apg.narration.numbers import KIND_NAMES, NumberIndex, describe, extract
 from apg.profiles.narrative import Item, Narrative
 
 MIN_ITEMS, MAX_ITEMS = 2, 5
@@ -161,10 +161,21 @@ def check(
             checked += 1
             if index.find(mention) is None:
                 near = index.closest(mention)
-                hint = f" (closest on the fact sheet: {describe(near)})" if near else ""
+                if mention.kind in ("value", "share"):
+                    hint = f" (closest on the fact sheet: {describe(near)})" if near else ""
+                    out.append(
+                        f"{where}: the number {mention.text!r} matches no fact{hint}; use a "
+                        f"fact's value, rounded, or leave the number out"
+                    )
+                    continue
+                # A number said as a change, multiple, points or SDs must be one on the sheet:
+                # "84% higher" is not a rate of 0.84.
+                kind = KIND_NAMES[mention.kind]
+                hint = f" (the closest is {describe(near)})" if near else " (there is none)"
                 out.append(
-                    f"{where}: the number {mention.text!r} matches no fact{hint}; use a "
-                    f"fact's value, rounded, or leave the number out"
+                    f"{where}: the number {mention.text!r} matches no fact: it is written as "
+                    f"{kind}, and no fact gives that as {kind}{hint}; use the fact's own "
+                    f"numbers as written on the fact sheet, or leave the number out"
                 )
         out += claim_violations(where, text, sheet)
         if sheet.confidence == "low" and (found := _CERTAIN.search(text)):

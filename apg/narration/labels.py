@@ -88,8 +88,16 @@ def words(name: object) -> list[str]:
 def humanise(name: object) -> str:
     """``MntWines`` -> ``spend on wines``; ``Annual Income (k$)`` -> ``annual income``."""
     out: list[str] = []
-    for word in words(name):
+    found = words(name)
+    # A name written all in capitals (CASH_ADVANCE_FREQUENCY) is shouting, not acronyms.
+    shouting = [w for w in found if any(ch.isalpha() for ch in w)]
+    caps = bool(shouting) and all(w.isupper() for w in shouting)
+    caps = caps and (len(shouting) > 1 or len(shouting[0]) > 4)
+    for word in found:
         lower = word.lower()
+        if caps and lower not in _ACRONYMS and lower not in _ABBREVIATIONS:
+            out.append(lower)
+            continue
         if lower in _ABBREVIATIONS:
             out.append(_ABBREVIATIONS[lower])
         elif lower in _ACRONYMS:
@@ -103,8 +111,13 @@ def humanise(name: object) -> str:
 
 
 def is_year(name: object) -> bool:
-    """Whether a column holds years (``Year_Birth``, ``signup_year``)."""
-    return any(w.lower() in ("year", "yr") for w in words(name))
+    """Whether a column holds years (``Year_Birth``, ``signup_year``), not a rate per year
+    (``purchases_per_year``) or a duration (``years_active``)."""
+    found = [w.lower() for w in words(name)]
+    return any(
+        w in ("year", "yr") and (i == 0 or found[i - 1] not in ("per", "a", "each", "every"))
+        for i, w in enumerate(found)
+    )
 
 
 def capitalise(text: str) -> str:

@@ -182,7 +182,8 @@ CONCEPTS: tuple[Concept, ...] = (
     ),
     _c(
         "frequency",
-        r"purchase|order|transaction|\bbuy|bought|checkout|frequen",
+        # Purchases only: a bare "frequency" (of cash advances, of visits) is not buying.
+        r"purchase|order|transaction|\bbuy|bought|checkout",
         (
             "Frequent",
             "frequent buyer",

@@ -1,10 +1,14 @@
 """The offline narrator: deterministic text derived from the fact sheet alone, no network.
 
 The name pairs what sets the persona apart most (a noun from the top contrast) with the next
-distinguishing contrast (an adjective): "Catalog-loyal big spender". Goals and frustrations come
-from rules per feature concept (see ``lexicon``) and cite the facts they rest on, so offline
-narratives pass the same grounding check as LLM replies. Every number is a fact's number, written
-as the fact sheet writes it.
+distinguishing contrast (an adjective): "Catalog-loyal big spender". Only contrasts of at least
+a medium effect name a persona (``apg.profiles.significance.nameable``: 0.5 SD, and for a 0-1
+rate also 5 points and a 1.5× multiple), one term per concept, in the direction of that
+concept's strongest contrast, so a name never says "frequent" of a persona that buys less
+often. Goals and frustrations come from rules per feature concept (see ``lexicon``) and cite the
+facts they rest on, so offline narratives pass the same grounding check as LLM replies. Every
+number is a fact's number; a relative change is the fact's, computed from the two means, and a
+0-1 rate is said in points and multiples.
 """
 
 from __future__ import annotations
@@ -12,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from apg.config import NarrationConfig
-from apg.narration.base import LlmCall, NarrationContext, sheet_for
-from apg.narration.facts import MIN_STD_DIFF, OTHER, Fact, FactSheet
+from apg.narration.base import LlmCall, NarrationContext
+from apg.narration.facts import MIN_STD_DIFF, OTHER, Fact, FactSheet, build_fact_sheet, fmt_points
 from apg.narration.grounding import (
     MAX_ITEMS,
     MAX_NAME_CHARS,
@@ -27,6 +31,7 @@ from apg.narration.labels import capitalise, fmt, fmt_diff, fmt_pct, is_year
 from apg.narration.lexicon import Traits, traits
 from apg.profiles.narrative import Item, Narrative
 from apg.profiles.persona import PersonaProfile
+from apg.profiles.significance import nameable
 
 NUMERALS = ("II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "X")
 MIN_LIFT = 1.2  # a demographic category this over-represented is worth a sentence
@@ -50,11 +55,36 @@ def _distinct(facts: list[Fact]) -> list[tuple[Fact, str, Traits, bool]]:
     return out
 
 
+def nameable_fact(fact: Fact) -> bool:
+    """A contrast strong enough to name a persona (``significance.nameable``)."""
+    c = fact.contrast
+    if fact.direction not in ("higher", "lower") or fact.std_diff is None:
+        return False
+    rate = (c.cluster_mean, c.population_mean) if c is not None and fact.rate else None
+    return nameable(fact.std_diff, rate)
+
+
+def name_parts(sheet: FactSheet) -> list[tuple[Fact, str, Traits, bool]]:
+    """The contrasts a name is made of, strongest first: nameable ones, one per concept,
+    in the direction of the concept's strongest contrast (a weaker one the other way, say
+    fewer store but more web purchases of the same concept, is left out of the name)."""
+    out, seen = [], set()
+    for fact in sorted(sheet.contrasts(), key=lambda f: -abs(f.std_diff or 0)):
+        key, t, commerce = _reading(fact)
+        if key in seen or fact.direction == "same":
+            continue
+        seen.add(key)  # the strongest of a concept decides its direction, nameable or not
+        if nameable_fact(fact):
+            out.append((fact, key, t, commerce))
+    return out
+
+
 def name_candidates(sheet: FactSheet) -> list[str]:
     """Names from most to least compact: noun of the top contrast, then more adjectives."""
-    moving = _distinct(sheet.contrasts())
+    moving = name_parts(sheet)
     if not moving:
-        return ["Typical user"]
+        commerce = any(c for *_, c in _distinct(sheet.contrasts()))
+        return ["Typical customer" if commerce else "Typical user"]
     person = "customer" if any(commerce for *_, commerce in moving) else "user"
     top_key, top = moving[0][1], moving[0][2]
     noun = f"{top.noun} {person}" if top_key.startswith("generic:") else top.noun
@@ -86,15 +116,28 @@ def pick_name(candidates: list[str], used: Iterable[str]) -> str:
 
 
 def _change(fact: Fact) -> str:
+    """How a contrast differs from everyone, with the fact's own numbers: a 0-1 rate in points
+    and a multiple ("84% vs 7.3% of everyone (76.7 points higher, 11.5× everyone's rate)"),
+    anything else as the relative change computed from the two means ("150% higher (150 vs
+    60)"), never a value printed as a change."""
     c = fact.contrast
     if c is None or fact.withheld:
         return "about the same as everyone's" if fact.direction == "same" else str(fact.direction)
+    year = is_year(c.feature) and 1000 <= abs(c.population_mean) < 10_000
+    if fact.rate:
+        cm, pm = c.cluster_mean, c.population_mean
+        if fact.direction == "same":
+            return f"about the same as everyone's ({fmt_pct(cm)})"
+        ratio = fact.number("multiple")
+        times = f", {fmt(ratio)}× everyone's rate" if ratio is not None else ""
+        points = fmt_points(abs(cm - pm) * 100)
+        return (
+            f"{fmt_pct(cm)} vs {fmt_pct(pm)} of everyone ({points} points {fact.direction}{times})"
+        )
     if fact.direction == "same":
-        return f"about the same as everyone's ({fmt(c.cluster_mean, year=is_year(c.feature))})"
-    diff = (
-        f"{fmt_diff(fact.percents[0])}% {fact.direction}" if fact.percents else str(fact.direction)
-    )
-    year = is_year(c.feature)
+        return f"about the same as everyone's ({fmt(c.cluster_mean, year=year)})"
+    change = fact.number("relative")
+    diff = f"{fmt_diff(change)}% {fact.direction}" if change is not None else str(fact.direction)
     return f"{diff} ({fmt(c.cluster_mean, year=year)} vs {fmt(c.population_mean, year=year)})"
 
 
@@ -118,7 +161,12 @@ def _summary(sheet: FactSheet) -> str:
                     f"(everyone: {fmt(pop, year=year)})."
                 )
             continue
-        over = [c for c in fact.categories if c.value != OTHER and c.lift >= MIN_LIFT]
+        # Only a category that passed the test (fact.over_represented) is called so.
+        over = [
+            c
+            for c in fact.categories
+            if c.value in fact.over_represented and c.value != OTHER and c.lift >= MIN_LIFT
+        ]
         if over:
             c = over[0]
             text += (
@@ -132,7 +180,7 @@ def _tagline(sheet: FactSheet) -> str:
     moving = _distinct(sheet.contrasts())[:2]
     if not moving:
         return "Close to the average user on every measured feature."
-    parts = [f"{f.label} {_change(f)}" for f, *_ in moving]
+    parts = [f"{f.label}{':' if f.rate else ''} {_change(f)}" for f, *_ in moving]
     text = capitalise("; ".join(parts)) + "."
     return text if len(text) <= MAX_TAGLINE else capitalise(parts[0]) + "."
 
@@ -223,6 +271,13 @@ class OfflineNarrator:
     def narrate(self, personas: list[PersonaProfile], ctx: NarrationContext) -> list[Narrative]:
         out: list[Narrative] = []
         for persona in personas:
-            sheet = sheet_for(persona, ctx, self.config.min_cell)
+            sheet = build_fact_sheet(
+                persona,
+                n_users=ctx.n_users,
+                outliers=ctx.outliers,
+                feature_roles=ctx.feature_roles,
+                min_cell=self.config.min_cell,
+                significance=self.config.significance,
+            )
             out.append(draft(sheet, used_names=[*ctx.taken_names, *(n.name for n in out)]))
         return out

@@ -20,6 +20,7 @@ from apg.profiles.centres import CentreDistances, centre_distances
 from apg.profiles.confidence import SAMPLE_ROWS, Confidence, level_of, persona_silhouettes
 from apg.profiles.narrative import Narrative
 from apg.profiles.outcomes import OutcomeStat, outcome_rules, outcomes_for
+from apg.profiles.significance import vs_rest_p
 from apg.search import leaderboard
 
 N_REPRESENTATIVES = 10
@@ -36,6 +37,9 @@ class Contrast(BaseModel):
     # (cluster mean - population mean) / population standard deviation (ddof=1).
     std_diff: float
     direction: Literal["higher", "lower", "same"]
+    # Every value of the column lies in [0, 1] (a flag, rate or share): compared in percentage
+    # points and multiples, never as "N% higher". None in older runs (then read from the means).
+    bounded: bool | None = None
 
 
 class CategoryShare(BaseModel):
@@ -44,6 +48,9 @@ class CategoryShare(BaseModel):
     share: float
     population_share: float
     lift: float  # share / population_share
+    # Two-sided two-proportion z-test of the share against the rest of the users (not against
+    # everyone, who include the persona): apg.profiles.significance. None in older runs.
+    p_value: float | None = None
 
 
 class NumericSummary(BaseModel):
@@ -116,6 +123,8 @@ class _Population:
         self.frame = frame
         self._moments: dict[str, tuple[Any, Any]] = {}
         self._shares: dict[str, pd.Series] = {}
+        self._counts: dict[str, pd.Series] = {}
+        self._bounded: dict[str, bool] = {}
         self._summaries: dict[str, NumericSummary] = {}
         self._stamps: dict[str, pd.Series] = {}
 
@@ -139,6 +148,20 @@ class _Population:
             values = found.stamps if found is not None else pd.Series(pd.NaT, index=range(0))
             self._stamps[col] = values.reset_index(drop=True)
         return self._stamps[col]
+
+    def bounded(self, col: str) -> bool:
+        """Whether every present value of a numeric column lies in [0, 1]."""
+        if col not in self._bounded:
+            values = self.frame.raw[col]
+            lo, hi = values.min(), values.max()
+            self._bounded[col] = bool(pd.notna(lo) and lo >= 0 and hi <= 1)
+        return self._bounded[col]
+
+    def counts(self, col: str) -> pd.Series:
+        """How many users hold each value of a categorical column (as text, missing named)."""
+        if col not in self._counts:
+            self._counts[col] = _as_text(self.frame.raw[col]).value_counts()
+        return self._counts[col]
 
     def shares(self, col: str) -> pd.Series:
         """The share of each value of a categorical column (as text, missing named)."""
@@ -174,6 +197,7 @@ def contrasts_for(
                 population_mean=float(pop_mean),
                 std_diff=float(diff),
                 direction=direction,
+                bounded=population.bounded(col),
             )
         )
     out.sort(key=lambda c: (-abs(c.std_diff), c.feature))
@@ -230,6 +254,8 @@ def demographics_for(
             )
             continue
         pop = population.shares(col)
+        pop_counts = population.counts(col)
+        n_all = int(pop_counts.sum())
         counts = _as_text(members).value_counts()
         total = int(counts.sum())
         cats = [
@@ -239,6 +265,7 @@ def demographics_for(
                 share=c / total,
                 population_share=float(pop[v]),
                 lift=(c / total) / float(pop[v]),
+                p_value=vs_rest_p(int(c), total, int(pop_counts[v]), n_all),
             )
             for v, c in counts.items()
         ]

@@ -1,0 +1,143 @@
+"""Contrast facts: which contrasts a sheet shows, and how each is stated.
+
+A contrast of a 0-1 feature (a flag, rate or share: ``Contrast.bounded``) is stated in
+percentage points and multiples ("84% of this persona vs 7.3% of everyone; 76.7 points higher,
+11.5× everyone's rate"); any other as a relative change computed from the two means (only when
+both are non-negative and everyone's is above 0, never for years), a multiple and standard
+deviations. A relative change is never read off a value.
+"""
+
+from __future__ import annotations
+
+from apg.narration.fact_model import (
+    _IN_PERCENT,
+    MAX_ATTITUDINAL,
+    MAX_CONTRASTS,
+    MIN_CONTRASTS,
+    MIN_STD_DIFF,
+    SAME_STD_DIFF,
+    Fact,
+    nums,
+)
+from apg.narration.labels import clean, fmt, fmt_diff, fmt_pct, humanise, is_year, quote
+from apg.profiles.persona import Contrast
+
+
+def select_contrasts(contrasts: list[Contrast]) -> list[Contrast]:
+    """The strongest contrasts (at least a few), plus the attitudinal scores."""
+    ranked = sorted(contrasts, key=lambda c: (-abs(c.std_diff), c.feature))
+    chosen = [c for c in ranked if abs(c.std_diff) >= MIN_STD_DIFF][:MAX_CONTRASTS]
+    if len(chosen) < MIN_CONTRASTS:
+        chosen = ranked[:MIN_CONTRASTS]
+    attitudinal = [c for c in chosen if c.role == "attitudinal"]
+    for c in ranked:
+        if len(attitudinal) >= MAX_ATTITUDINAL:
+            break
+        if c.role == "attitudinal" and c not in chosen:
+            chosen.append(c)
+            attitudinal.append(c)
+    return sorted(chosen, key=lambda c: (-abs(c.std_diff), c.feature))
+
+
+def is_rate(c: Contrast) -> bool:
+    """A contrast of a 0-1 feature (older runs: both means within [0, 1])."""
+    if c.bounded is not None:
+        return c.bounded
+    return 0 <= c.cluster_mean <= 1 and 0 <= c.population_mean <= 1
+
+
+def relative_change(persona: float, everyone: float) -> float | None:
+    """``|persona - everyone| / everyone`` in percent, when it means something: both values
+    non-negative and everyone's above 0 (a change relative to a value near or across zero, as
+    for a z-score, says nothing)."""
+    if everyone <= 0 or persona < 0 or persona / everyone > 1e3:
+        return None
+    return abs(persona - everyone) / everyone * 100
+
+
+def multiple(persona: float, everyone: float) -> float | None:
+    """``persona / everyone`` when both are positive and within a factor of 1,000."""
+    if everyone <= 0 or persona <= 0 or not 1e-3 <= persona / everyone <= 1e3:
+        return None
+    return persona / everyone
+
+
+def withheld_fact(fid: str, c: Contrast, min_cell: int) -> Fact:
+    """A contrast of a persona smaller than ``min_cell``: its mean would describe individuals."""
+    direction = c.direction if abs(c.std_diff) >= SAME_STD_DIFF else "same"
+    said = "about the same as" if direction == "same" else f"{direction} than"
+    text = (
+        f"{quote(c.feature)} ({c.role}): {said} everyone (values withheld: fewer than "
+        f"{min_cell} users)."
+    )
+    return Fact(
+        id=fid,
+        kind="contrast",
+        text=text,
+        feature=clean(c.feature),
+        label=humanise(c.feature),
+        role=c.role,
+        direction=direction,
+        std_diff=c.std_diff,
+        numbers=nums("count", min_cell),
+        withheld=True,
+    )
+
+
+def contrast_fact(fid: str, c: Contrast) -> Fact:
+    cm, pm, sd = c.cluster_mean, c.population_mean, c.std_diff
+    rate = is_rate(c)
+    year = is_year(c.feature) and 1000 <= abs(pm) < 10_000  # "1973 vs 1970" is no change
+    direction = c.direction if abs(sd) >= SAME_STD_DIFF else "same"
+    numbers = nums("value", cm, pm) + nums("sd", abs(sd))
+    if rate:
+        numbers += nums("share", cm * 100, pm * 100)  # a rate is written as a percentage
+        text = (
+            f"{quote(c.feature)} ({c.role}, a 0-1 rate): {fmt_pct(cm)} of this persona vs "
+            f"{fmt_pct(pm)} of everyone (means {fmt(cm)} vs {fmt(pm)}); "
+        )
+    else:
+        if _IN_PERCENT.search(c.feature):
+            numbers += nums("share", cm, pm)  # the column is in percent already
+        text = (
+            f"{quote(c.feature)} ({c.role}): persona mean {fmt(cm, year=year)} vs everyone "
+            f"{fmt(pm, year=year)}; "
+        )
+    if direction == "same":
+        text += "about the same as everyone."
+    else:
+        parts = []
+        ratio = None if year else multiple(cm, pm)
+        change = None if year else relative_change(cm, pm)
+        # A relative change of a rate is true but misleading next to its value ("84% higher"
+        # for 0.84 vs 0.0728 is +1,055%): rates are said in points, the change is only allowed.
+        numbers += nums("relative", change) + nums("multiple", ratio)
+        if rate:
+            numbers += nums("points", abs(cm - pm) * 100)
+            parts.append(f"{fmt_points(abs(cm - pm) * 100)} points {direction}")
+        elif change is not None:
+            parts.append(f"{fmt_diff(change)}% {direction}")
+        if ratio is not None:
+            parts.append(f"{fmt(ratio)}× everyone's {'rate' if rate else 'mean'}")
+        above = "above" if direction == "higher" else "below"
+        parts.append(f"{fmt(abs(sd))} standard deviations {above}")
+        text += ", ".join(parts) + "."
+    return Fact(
+        id=fid,
+        kind="contrast",
+        text=text,
+        feature=clean(c.feature),
+        label=humanise(c.feature),
+        role=c.role,
+        direction=direction,
+        std_diff=sd,
+        numbers=numbers,
+        rate=rate,
+        contrast=c,
+    )
+
+
+def fmt_points(points: float) -> str:
+    """Percentage points with one decimal (two below 1): ``76.66`` -> ``76.7``."""
+    text = f"{points:.1f}" if abs(points) >= 1 or points == 0 else f"{points:.2f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
