@@ -229,8 +229,10 @@ def run(
             continuity.after_narration(personas)
             # Carried narratives keep the numbers of the run that drafted them: check them
             # against this run's facts (refreshed or marked stale: apg.narration.freshness).
-            min_cell = config.narration.min_cell
-            continuity.check_numbers(personas, number_check(lambda p: sheet_for(p, ctx, min_cell)))
+            cell, level = config.narration.min_cell, config.narration.significance
+            continuity.check_numbers(
+                personas, number_check(lambda p: sheet_for(p, ctx, cell, level))
+            )
         carried = len(personas) - len(to_narrate)
         say(
             f"narrate: {len(to_narrate)} personas ({config.narration.client})"

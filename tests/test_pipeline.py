@@ -634,3 +634,28 @@ def test_run_keeps_ids_as_written(tmp_path: Path) -> None:
     )
     out = Outputs(run_to(config, tmp_path / "out"), "id")
     assert list(out.assignments["id"]) == ids
+
+
+def test_run_significance_level_reaches_every_fact_sheet(
+    sample_users: pd.DataFrame, tmp_path: Path
+) -> None:
+    """narration.significance decides "over-represented" on the sheet the narrator cites, the
+    report's cards and the stored report alike."""
+    from apg.report.html import report_data_from_result
+    from apg.store.reports import from_document, to_document
+
+    csv = tmp_path / "users.csv"
+    sample_users.to_csv(csv, index=False)
+    strict = run(make_config(csv, narration={"significance": 1e-300}))
+    loose = run(make_config(csv))
+    for result in (strict, loose):
+        data = report_data_from_result(result)
+        stored = from_document(json.loads(json.dumps(to_document(data))))
+        for p in result.personas:
+            assert p.narrative is not None
+            assert data.facts[p.persona_id] == p.narrative.facts
+            assert stored.significance == result.config.narration.significance
+    said = [" ".join(p.narrative.facts.values()) for p in strict.personas if p.narrative]
+    assert not any("significantly over-represented" in text for text in said)
+    said = [" ".join(p.narrative.facts.values()) for p in loose.personas if p.narrative]
+    assert any("significantly over-represented" in text for text in said)

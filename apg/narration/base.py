@@ -55,13 +55,16 @@ class Narrator(Protocol):
     def narrate(self, personas: list[PersonaProfile], ctx: NarrationContext) -> list[Narrative]: ...
 
 
-def sheet_for(persona: PersonaProfile, ctx: NarrationContext, min_cell: int) -> FactSheet:
+def sheet_for(
+    persona: PersonaProfile, ctx: NarrationContext, min_cell: int, significance: float
+) -> FactSheet:
     return build_fact_sheet(
         persona,
         n_users=ctx.n_users,
         outliers=ctx.outliers,
         feature_roles=ctx.feature_roles,
         min_cell=min_cell,
+        significance=significance,
     )
 
 

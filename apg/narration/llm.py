@@ -152,7 +152,9 @@ class OpenAINarrator:
 
     def narrate(self, personas: list[PersonaProfile], ctx: NarrationContext) -> list[Narrative]:
         """One narrative per persona, in order; ``self.calls`` holds this call's LLM records."""
-        sheets = [sheet_for(p, ctx, self.config.min_cell) for p in personas]
+        sheets = [
+            sheet_for(p, ctx, self.config.min_cell, self.config.significance) for p in personas
+        ]
         run = _Run(ctx.out_dir / "llm_calls.jsonl" if ctx.out_dir is not None else None)
         workers = max(1, min(self.concurrency(), len(personas)))
         with ThreadPoolExecutor(workers, thread_name_prefix="apg-narrate") as pool:

@@ -104,6 +104,7 @@ class ReportData:
     tree_linkage: str = "ward"  # linkage of the dendrogram: the winner's, else ward
     seed: int = 0
     min_cell: int = 5  # demographic categories smaller than this are merged into "other"
+    significance: float = 0.05  # narration.significance: the level of "over-represented"
     version: str = __version__
     weak: list[str] = field(default_factory=list)  # why the structure is weak; empty: it is not
 
@@ -124,7 +125,12 @@ def report_data_from_result(result: RunResult) -> ReportData:
     outliers = result.outliers if result.outliers.size else None
     facts = {
         p.persona_id: build_fact_sheet(
-            p, n_users=n_users, outliers=outliers, feature_roles=roles, min_cell=min_cell
+            p,
+            n_users=n_users,
+            outliers=outliers,
+            feature_roles=roles,
+            min_cell=min_cell,
+            significance=config.narration.significance,
         ).as_dict()
         for p in result.personas
     }
@@ -155,6 +161,7 @@ def report_data_from_result(result: RunResult) -> ReportData:
         seed=config.search.seed,
         weak=list(search.weak),
         min_cell=min_cell,
+        significance=config.narration.significance,
     )
 
 
@@ -228,6 +235,7 @@ def sheet_of(p: PersonaProfile, data: ReportData) -> FactSheet:
         outliers=data.outliers if data.outliers.size else None,
         feature_roles=roles,
         min_cell=data.min_cell,
+        significance=data.significance,
     )
 
 

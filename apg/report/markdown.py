@@ -198,6 +198,7 @@ def _stale(p: PersonaProfile, result: RunResult) -> list[Stale]:
         outliers=result.outliers if result.outliers.size else None,
         feature_roles={c: frame.role_of(c) for c in frame.features},
         min_cell=result.config.narration.min_cell,
+        significance=result.config.narration.significance,
     )
     return stale_numbers(p.narrative, sheet)
 

@@ -97,6 +97,7 @@ def to_document(data: ReportData) -> dict[str, Any]:
                 "tree_linkage": data.tree_linkage,
                 "seed": data.seed,
                 "min_cell": data.min_cell,
+                "significance": data.significance,
                 "version": data.version,
                 "weak": data.weak,
             }
@@ -136,6 +137,7 @@ def from_document(doc: dict[str, Any]) -> ReportData:
         tree_linkage=doc["tree_linkage"],
         seed=int(doc["seed"]),
         min_cell=int(doc["min_cell"]),
+        significance=float(doc.get("significance", 0.05)),
         version=doc["version"],
         weak=[str(w) for w in doc.get("weak") or []],
     )
@@ -189,6 +191,7 @@ def _rebuild(conn: sa.Connection, run_id: str) -> ReportData:
     }
     roles = {col: role for role in ("behavioral", "attitudinal") for col in features[role]}
     min_cell = int((config.get("narration") or {}).get("min_cell", 5))
+    level = float((config.get("narration") or {}).get("significance", 0.05))
     n_users = int(run["rows_used"] or sum(p.size for p in personas) + outliers.size)
     facts = {
         p.persona_id: build_fact_sheet(
@@ -197,6 +200,7 @@ def _rebuild(conn: sa.Connection, run_id: str) -> ReportData:
             outliers=outliers if outliers.size else None,
             feature_roles=roles,
             min_cell=min_cell,
+            significance=level,
         ).as_dict()
         for p in personas
     }
@@ -218,6 +222,7 @@ def _rebuild(conn: sa.Connection, run_id: str) -> ReportData:
         else "ward",
         seed=int((config.get("search") or {}).get("seed", 0)),
         min_cell=min_cell,
+        significance=level,
         version=run["apg_version"],
         weak=[str(w) for w in (summary.get("selection") or {}).get("structure_reasons") or []],
     )
