@@ -69,6 +69,7 @@ def test_sample_mode_agglomerative_assigns_the_nearest_cluster_centroid(X: np.nd
 def test_sample_mode_dbscan_assigns_nearest_core_within_eps_else_noise(X: np.ndarray) -> None:
     cfg = sample_cfg(dbscan={"eps": [1.5], "min_samples": [5]})
     cfg.max_noise_share = 1.0
+    cfg.min_cluster_size = 1  # a 4-user cluster on the sample: this test is about assignment
     result = run_search(X, cfg)
     sample = fitted_rows(len(X), cfg)
     core = result.winner.core_indices
