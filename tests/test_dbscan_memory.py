@@ -12,7 +12,7 @@ from sklearn.preprocessing import StandardScaler
 
 from apg.config import DbscanGrid
 from apg.search.candidates import dbscan_candidates
-from apg.search.neighbors import estimated_pairs
+from apg.search.eps_grid import estimated_pairs
 
 
 def heavy_tailed(n: int = 3000, d: int = 20, seed: int = 1) -> np.ndarray:

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from sklearn.cluster import DBSCAN
 from sklearn.neighbors import NearestNeighbors
 
-from apg.search.neighbors import DbscanNeighbors, _Scan, kdistance_eps_grid
+from apg.search.eps_grid import kdistance_eps_grid
+from apg.search.neighbors import DbscanNeighbors, _Scan
 
 
 def _standardized_survey(n: int, seed: int) -> np.ndarray:

@@ -17,7 +17,8 @@ from threadpoolctl import threadpool_limits
 
 from apg.config import DbscanGrid, SearchConfig
 from apg.search import kernels
-from apg.search.neighbors import DbscanNeighbors, estimated_pairs, kdistance_eps_grid
+from apg.search.eps_grid import estimated_pairs, kdistance_eps_grid
+from apg.search.neighbors import DbscanNeighbors
 
 Progress = Callable[[str], None]
 

@@ -8,10 +8,7 @@ finds the pairs, rdist is recomputed the kd-tree's way where the margin leaves d
 kd-tree's own walk is replayed (same boxes, arithmetic and libm ``pow``) for the few pairs
 within rounding of an eps: neighbourhoods, labels and core samples are exactly DBSCAN's.
 
-:func:`kdistance_eps_grid` returns ``kneighbors``' distances (sqrt of the same rdist) with one
-caveat: the kd-tree skips a node whose box lies beyond the current k-th neighbour, so a
-k-distance tied within an ulp with a point on a box boundary could in theory differ by that
-ulp (and move an eps only if it also sits on a 4-significant-digit boundary).
+The eps values themselves come from :mod:`apg.search.eps_grid`.
 
 Without a kd-tree (over 15 features, tiny or sparse data), scikit-learn's ``radius_neighbors``
 at the largest eps supplies the neighbours, and its own query at an eps settles the rare pairs
@@ -31,7 +28,6 @@ from sklearn.neighbors import KDTree, NearestNeighbors
 
 from apg.search.kernels import as_float_matrix
 
-_EPS_SIGNIFICANT_DIGITS = 4
 # Rows per chunk and columns per boxed block: a chunk and a block whose bounding boxes are
 # farther apart than the radius are skipped (half the pairs on the benchmark data); 64 rows
 # measured best of 32..256, though within the noise of 32..128.
@@ -42,75 +38,6 @@ _TABLE_BINS = 1 << 16
 _UNIT_ROUNDOFF = 2.0**-53
 # Slack on the box test, far above the rounding of the rotation (about 1e-15 relative).
 _BOX_SLACK = 1e-7
-
-
-def kdistance_eps_grid(
-    X: np.ndarray,
-    min_samples: Sequence[int],
-    quantiles: Sequence[float],
-) -> dict[int, list[float]]:
-    """Candidate eps values per ``min_samples`` from the k-distance curve.
-
-    For each m, the k-distance of a sample is its distance to its m-th
-    nearest neighbour counting itself, so a sample is a DBSCAN core sample
-    iff its k-distance <= eps. The eps for quantile q is the smallest
-    k-distance with at least a share q of samples at or below it, rounded
-    *up* to 4 significant digits so that share survives the rounding.
-    Values are deduplicated, sorted and positive (zero-distance quantiles,
-    from duplicated points, are dropped).
-    """
-    X = as_float_matrix(X)
-    ms = [int(m) for m in min_samples]
-    if not ms:
-        return {}
-    if min(ms) < 1 or max(ms) > X.shape[0]:
-        raise ValueError(f"min_samples must be in [1, {X.shape[0]}], got {ms}")
-    qs = np.asarray(quantiles, dtype=np.float64)
-    if np.any((qs <= 0) | (qs > 1)):
-        raise ValueError(f"quantiles must be in (0, 1], got {list(quantiles)}")
-    nn = NearestNeighbors(n_neighbors=max(ms)).fit(X)
-    if nn._fit_method == "kd_tree":
-        dist = np.sqrt(_Scan(X).kth_rdists(list(range(1, max(ms) + 1))))
-    else:
-        # Passing X to kneighbors keeps each sample as its own neighbour.
-        dist, _ = nn.kneighbors(X)
-    grid: dict[int, list[float]] = {}
-    for m in ms:
-        values = np.quantile(dist[:, m - 1], qs, method="inverted_cdf")
-        rounded = {_ceil_significant(float(v)) for v in values if v > 0}
-        grid[m] = sorted(rounded)
-    return grid
-
-
-def estimated_pairs(
-    X: np.ndarray, eps_values: Sequence[float], sample_rows: int = 512, seed: int = 0
-) -> np.ndarray:
-    """About how many (row, neighbour) pairs lie within each eps over every row: the counts
-    of a seeded sample of rows, scaled to all. What the neighbour pass will hold in memory."""
-    X = as_float_matrix(X)
-    n = X.shape[0]
-    take = min(n, sample_rows)
-    rows = np.sort(np.random.default_rng(seed).choice(n, take, replace=False))
-    sq = np.einsum("ij,ij->i", X, X)
-    thresholds = np.square(np.asarray(eps_values, dtype=np.float64))
-    counts = np.zeros(len(thresholds))
-    for c0 in range(0, take, 64):
-        picked = rows[c0 : c0 + 64]
-        block = sq[picked, None] - 2.0 * (X[picked] @ X.T) + sq[None, :]
-        counts += np.searchsorted(np.sort(block.ravel()), thresholds, side="right")
-    return counts * (n / take)
-
-
-def _ceil_significant(value: float, digits: int = _EPS_SIGNIFICANT_DIGITS) -> float:
-    exponent = math.floor(math.log10(value)) - digits + 1
-    mantissa = math.ceil(value / 10.0**exponent)
-    # Going through the decimal string gives the double nearest the short
-    # decimal, which may still fall an ulp below value; step up if so.
-    result = float(f"{mantissa}e{exponent}")
-    while result < value:
-        mantissa += 1
-        result = float(f"{mantissa}e{exponent}")
-    return result
 
 
 def _margin(n_features: int, max_sq_norms: float, max_rdist: float) -> float:
