@@ -199,8 +199,10 @@ class SearchConfig(Strict):
     # NumPy and scikit-learn take seeds in [0, 2**32 - 1].
     seed: int = Field(0, ge=0, le=2**32 - 1)
     # Up to this many rows every candidate is fitted on all rows; above it, on a seeded sample
-    # of ``sample_size`` rows, and everyone is then assigned to the winner's clusters.
-    exact_max_rows: int = Field(20_000, ge=100)
+    # of ``sample_size`` rows, and everyone is then assigned to the winner's clusters. An exact
+    # tree holds a float64 distance matrix of 4 n^2 bytes (400 MB at 10,000 rows) next to the
+    # ~450 MiB search: at 12,000 a default run passed 1 GiB (benchmarks/exact_vs_sample.py).
+    exact_max_rows: int = Field(10_000, ge=100)
     sample_size: int = Field(5_000, ge=100)
     backend: Literal["local", "dask"] = "local"
     dask_address: str | None = None

@@ -197,3 +197,45 @@ def test_a_killed_tree_worker_is_a_clear_search_error() -> None:
     os.kill(jobs.jobs[0]._proc.pid, signal.SIGKILL)
     with pytest.raises(SearchError, match=r"killed \(signal 9\), most likely out of memory"):
         jobs.result()
+
+
+def test_tree_workers_fit_the_memory_budget() -> None:
+    from apg.search.trees_worker import TREE_MEMORY_BYTES, condensed_bytes, tree_processes
+
+    assert condensed_bytes(12_000) == 12_000 * 11_999 // 2 * 8
+    assert tree_processes(5_000, 3, 2) == 2  # two 100 MB matrices fit side by side
+    assert tree_processes(10_000, 3, 2) == 1  # two 400 MB matrices do not: in turn
+    assert tree_processes(50_000, 3, 2) == 1  # never zero: the trees still get built
+    assert tree_processes(5_000, 1, 2) == 1
+    # The default exact limit's trees fit the budget one at a time.
+    assert condensed_bytes(SearchConfig().exact_max_rows) <= TREE_MEMORY_BYTES
+
+
+def test_one_tree_worker_in_turn_matches_sklearn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Above the budget the trees are built one after another by one worker; the labels stay
+    sklearn's."""
+    from apg.search import trees_worker
+
+    monkeypatch.setattr(trees_worker, "TREE_MEMORY_BYTES", 1)  # every size: one worker
+    started: list[int] = []
+    original = TreeJobs.__init__
+
+    def spy(self: TreeJobs, X: np.ndarray, linkages: list[str], processes: int) -> None:
+        started.append(processes)
+        original(self, X, linkages, processes)
+
+    monkeypatch.setattr(TreeJobs, "__init__", spy)
+    n = PARALLEL_TREES_MIN_ROWS
+    X, _ = make_blobs(n_samples=n, centers=3, n_features=3, random_state=2)
+    linkages = ["ward", "average", "complete"]
+    cfg = SearchConfig.model_validate(
+        {"kmeans": None, "dbscan": None, "agglomerative": {"k": [2, 3, 5], "linkage": linkages}}
+    )
+    result = run_search(X, cfg)
+    assert started == [1]
+    assert len(result.candidates) == 9
+    for c in result.candidates:
+        expected = AgglomerativeClustering(n_clusters=c.params["k"], linkage=c.params["linkage"])
+        np.testing.assert_array_equal(c.labels, expected.fit(X).labels_, err_msg=c.key)

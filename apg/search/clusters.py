@@ -3,7 +3,8 @@
 K-Means: nearest centre. Agglomerative: nearest cluster centroid in the clustered space (a
 tree has no rule for new points; the centroid is the rule K-Means users expect and costs O(k)
 per user). DBSCAN: the nearest core sample if it lies within eps, else noise (-1), which is
-how DBSCAN itself labels border points.
+how DBSCAN itself labels border points (``apg.search.core_rule``: a kd-tree query bounded by
+eps).
 
 Everything is arrays and numbers, so the model can be stored without pickle.
 """
@@ -14,7 +15,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from sklearn.neighbors import NearestNeighbors
+
+from apg.search.core_rule import CoreRule
 
 # Rows per assignment block: bounds the block x k distance matrix and the neighbour query.
 CHUNK_ROWS = 65_536
@@ -49,10 +51,8 @@ class ClusterModel:
         """Cluster of each row of ``X`` (-1: noise), in blocks so memory stays bounded."""
         out = np.empty(len(X), dtype=np.intp)
         if self.kind == "core":
-            if len(self.centers) == 0:
-                out.fill(-1)
-                return out
-            nn = NearestNeighbors(n_neighbors=1).fit(self.centers)
+            assert self.eps is not None
+            rule = CoreRule(self.centers, self.labels, self.eps)
         for start in range(0, len(X), chunk_rows):
             block = np.asarray(X[start : start + chunk_rows], dtype=np.float64)
             if self.kind == "centroid":
@@ -60,8 +60,5 @@ class ClusterModel:
                 d = -2.0 * block @ self.centers.T + (self.centers**2).sum(axis=1)
                 out[start : start + len(block)] = self.labels[np.argmin(d, axis=1)]
             else:
-                dist, idx = nn.kneighbors(block, n_neighbors=1)
-                lab = self.labels[idx[:, 0]]
-                assert self.eps is not None
-                out[start : start + len(block)] = np.where(dist[:, 0] <= self.eps, lab, -1)
+                out[start : start + len(block)] = rule.predict(block)
         return out

@@ -41,13 +41,14 @@ from apg.search.selection import (
     weak_reasons,
 )
 from apg.search.silhouettes import silhouette_many
-from apg.search.trees_worker import TreeJobs
+from apg.search.trees_worker import TreeJobs, tree_processes
 
 # From this many rows the hierarchical trees are built in a worker process (measured: below
 # it, starting the process costs more than the overlap saves).
 PARALLEL_TREES_MIN_ROWS = 4000
 # Tree worker processes: two overlap the trees with each other and with K-Means and DBSCAN
-# on a 2-core machine (20,000 rows: 43 s with one worker; see README "Performance").
+# on a 2-core machine, when their two condensed matrices fit the memory budget
+# (``trees_worker.TREE_MEMORY_BYTES``); above it one worker builds the trees in turn.
 TREE_PROCESSES = 2
 
 
@@ -207,7 +208,8 @@ def _tree_builder(X: np.ndarray, cfg: SearchConfig) -> Iterator[TreeJobs | None]
     """Build the hierarchical trees in worker processes while this one fits K-Means and
     DBSCAN. fastcluster holds the GIL, so a thread would not overlap; below
     ``PARALLEL_TREES_MIN_ROWS`` starting processes costs more than it saves. Each worker
-    holds one condensed matrix at a time (1.6 GB at n=20,000)."""
+    holds one condensed matrix at a time (400 MB at n=10,000), and only as many workers run
+    as their matrices fit ``TREE_MEMORY_BYTES``."""
     if (
         cfg.agglomerative is None
         or not tree_ks(X, cfg)
@@ -217,7 +219,7 @@ def _tree_builder(X: np.ndarray, cfg: SearchConfig) -> Iterator[TreeJobs | None]
         yield None
         return
     linkages = list(cfg.agglomerative.linkage)
-    job = TreeJobs(X, linkages, processes=min(TREE_PROCESSES, len(linkages)))
+    job = TreeJobs(X, linkages, processes=tree_processes(len(X), len(linkages), TREE_PROCESSES))
     try:
         yield job
     finally:

@@ -15,7 +15,8 @@ floating-point rounding) and :meth:`StoredModel.predict` applies the rule:
 * ``agglomerative``: the nearest cluster centroid. A hierarchical cut is not a partition of
   space, so a user near a boundary can get a different label than the tree gave it;
   ``training_agreement`` records how often the two agree on the run's own users;
-* ``dbscan``: the cluster of the nearest core sample when it is within ``eps``, else ``-1``.
+* ``dbscan``: the cluster of the nearest core sample when it is within ``eps``, else ``-1``
+  (``apg.search.core_rule``, the same code a sample-mode run places its users with).
   Core samples and noise keep their labels exactly; a border point reachable from two
   clusters may go to the other one (DBSCAN gives it to whichever it reached first).
 """

@@ -24,10 +24,29 @@ import numpy as np
 
 # How often the search looks for finished trees; a tree takes seconds, so this is noise.
 POLL_SECONDS = 0.02
+# Condensed distance matrices the tree workers may hold at the same moment. An exact tree
+# needs one (fastcluster works in place on float64 pairs: 4 n^2 bytes); the search process
+# itself peaks at ~450 MiB and a worker's interpreter holds 70 MiB, so 400 MiB of matrices
+# keeps a default exact run (search.exact_max_rows: 10,000) under 1 GiB, measured with
+# benchmarks/exact_vs_sample.py. Up to 7,200 rows two workers build trees side by side;
+# above, one worker builds them one after another while the search fits K-Means and DBSCAN.
+TREE_MEMORY_BYTES = 400 * 2**20
+
+
+def condensed_bytes(n: int) -> int:
+    """Bytes of the condensed distance matrix of ``n`` rows (float64 pairs)."""
+    return n * (n - 1) // 2 * 8
 
 
 def _condensed_gib(n: int) -> float:
-    return n * (n - 1) / 2 * 8 / 2**30
+    return condensed_bytes(n) / 2**30
+
+
+def tree_processes(n: int, linkages: int, most: int) -> int:
+    """Worker processes for ``linkages`` trees on ``n`` rows: at most ``most``, and no more
+    than ``TREE_MEMORY_BYTES`` of condensed matrices at once (always at least one)."""
+    fit = TREE_MEMORY_BYTES // max(1, condensed_bytes(n))
+    return max(1, min(most, linkages, fit))
 
 
 class TreeJob:
