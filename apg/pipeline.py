@@ -24,6 +24,7 @@ import pyarrow as pa
 from apg.config import Config
 from apg.narration import NarrationContext, make_narrator
 from apg.narration.base import sheet_for
+from apg.narration.display import Labels, check_display_names, check_value_labels
 from apg.narration.freshness import number_check
 from apg.prepare.features import FeatureFrame
 from apg.prepare.matrix import Matrix, matrix_of, prepare_table
@@ -183,6 +184,10 @@ def run(
     with timer.stage("prepare"):
         prepared = prepare_table(table, config)
         matrix = matrix_of(prepared)
+        labels = Labels.from_config(config.labels)
+        f = config.features
+        check_display_names(labels, [*f.behavioral, *f.attitudinal, *f.demographic, *f.outcome])
+        check_value_labels(labels, prepared.frame)  # value labels only for code columns
         say(
             f"prepare: {len(prepared.frame.ids)} rows x {len(prepared.columns)} columns"
             + (f" ({prepared.rows_dropped} rows dropped)" if prepared.rows_dropped else "")
@@ -204,6 +209,7 @@ def run(
         personas, outliers = profiler.profiles(result.labels)
         stability = result.winner.cluster_stability
         rate_confidence(personas, matrix, result.labels, stability, config.search.seed)
+        drop_repeated_categories(personas, prepared.redundant)
     run_id = run_id or run_identity(table, config)
     to_narrate = personas
     if continuity is not None:
@@ -221,6 +227,7 @@ def run(
                 for p in personas
                 if p.narrative is not None and all(p is not q for q in to_narrate)
             ),
+            labels=labels,
         )
         narratives: list[Narrative] = narrator.narrate(to_narrate, ctx) if to_narrate else []
         for persona, narrative in zip(to_narrate, narratives, strict=True):
@@ -252,6 +259,22 @@ def run(
         timings=timer.timings,
         matrix=matrix,
     )
+
+
+def drop_repeated_categories(
+    personas: list[PersonaProfile], redundant: list[dict[str, object]]
+) -> None:
+    """Drop the category contrasts whose indicator prepare dropped as a repeat of another
+    matrix column (``OnlineSecurity = "No internet service"`` repeats ``InternetService =
+    "No"``): the kept column states the fact once, so names, summaries and goals do not say
+    it six times. Matrix columns of a category are named ``<column>_<value>``."""
+    repeated = {str(r["column"]) for r in redundant}
+    if not repeated:
+        return
+    for p in personas:
+        p.category_contrasts = [
+            c for c in p.category_contrasts if f"{c.feature}_{c.value}" not in repeated
+        ]
 
 
 def labels_frame(result: RunResult, rows: slice = slice(None)) -> pd.DataFrame:

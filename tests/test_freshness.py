@@ -104,10 +104,18 @@ def test_freshness_refresh_rewrites_numbers_cites_new_ids_and_keeps_the_rest() -
 
 
 # -- across runs, through the store -------------------------------------------------------
+# Goals and frustrations without numbers: the offline ones state evidence (the features'
+# means), whose numbers move between runs too; these tests follow the summary's.
+PLAIN = {
+    "goals": [{"text": f"Goal {w}.", "facts": ["F1"]} for w in ("one", "two")],
+    "frustrations": [{"text": f"Frustration {w}.", "facts": ["F1"]} for w in ("one", "two")],
+}
+
+
 def _generated_draft(store: Store, pid: str, summary: str) -> None:
     """A draft apg generated (as an LLM reply would be) with ``summary``, on the latest body."""
     body = dict(review.history(store, pid)[-1]["body"])
-    body.update(summary=summary, tagline="Steady buyers")
+    body.update(summary=summary, tagline="Steady buyers", **PLAIN)
     with store.write() as conn:
         conn.execute(
             t.narratives.insert().values(
@@ -130,7 +138,7 @@ def test_freshness_across_runs_refreshes_drafts_and_marks_reviewed_text(tmp_path
         by_seg = {seg: pid for pid, seg in h.segment_of(week1).items()}
         a, b = by_seg["A"], by_seg["B"]
         text = "150 users: 25% of the 600 clustered."
-        review.edit(store, a, {"summary": text, "tagline": "Steady buyers"}, by="ana")
+        review.edit(store, a, {"summary": text, "tagline": "Steady buyers", **PLAIN}, by="ana")
         review.approve(store, a, by="ana")
         _generated_draft(store, b, text)
         b_version = len(review.history(store, b))

@@ -114,9 +114,10 @@ def test_offline_generic_columns_get_readable_names():
     sheet = build_fact_sheet(p, n_users=1000)
     assert name_candidates(sheet) == ["Low-frozen delicassen-heavy user"]
     n = draft(sheet)
-    assert n.goals[0].text == (
-        "Make the most of their delicassen, where they stand well above everyone."
-    )
+    # No template with the column's name pasted in: the evidence, as the fact sheet says it
+    # (3,000 vs 1,500 is 100% higher; 500 vs 3,000 is 83% lower).
+    assert n.goals[0].text == "Their delicassen is 100% higher than everyone's (3,000 vs 1,500)."
+    assert n.frustrations[0].text == "Their frozen is 83% lower than everyone's (500 vs 3,000)."
     assert n.validation and n.validation["ok"]
 
 

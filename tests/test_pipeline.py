@@ -641,7 +641,7 @@ def test_run_significance_level_reaches_every_fact_sheet(
 ) -> None:
     """narration.significance decides "over-represented" on the sheet the narrator cites, the
     report's cards and the stored report alike."""
-    from apg.report.html import report_data_from_result
+    from apg.report.data import report_data_from_result
     from apg.store.reports import from_document, to_document
 
     csv = tmp_path / "users.csv"

@@ -276,6 +276,49 @@ def correlated(n: int = 400, seed: int = 1) -> pd.DataFrame:
     )
 
 
+def test_prepare_encoding_one_fact_in_six_columns_is_said_once_in_the_persona_text() -> None:
+    """Six service columns say "No internet service" exactly when InternetService is "No": the
+    matrix keeps one indicator, and the personas' names, summaries, goals and frustrations say
+    the fact once, through InternetService, not once per column."""
+    services = [*SERVICES, "StreamingMovies"]
+    rng = np.random.default_rng(1)
+    table = telecom(800, seed=1)
+    table["StreamingMovies"] = np.where(
+        table["InternetService"] == "No", "No internet service", rng.choice(["Yes", "No"], 800)
+    )
+    # Independently: the six indicators are one column (pandas), InternetService == "No".
+    no_internet = (table["InternetService"] == "No").to_numpy()
+    for s in services:
+        assert ((table[s] == "No internet service").to_numpy() == no_internet).all()
+    config = Config(
+        sources=[{"kind": "file", "path": "users.csv"}],
+        id_column="id",
+        features={"behavioral": ["tenure", "InternetService", *services]},
+        preprocessing={"transform": "none"},
+        search={"kmeans": {"k": [2, 3], "n_init": 2}, "agglomerative": None, "dbscan": None},
+    )
+    with pytest.warns(UserWarning, match="repeat 'InternetService_No'"):
+        result = run(config, table=SourceTable(frame=table, labels=["users.csv"]))
+    matrix = result.prepared.columns
+    assert "InternetService_No" in matrix
+    assert not [c for c in matrix if c.endswith("_No internet service")]
+    assert [r["kept"] for r in result.prepared.redundant] == ["InternetService_No"] * 6
+    # The persona that is the users without internet (the search finds them: 1 SD apart).
+    groups = pd.Series(no_internet).groupby(result.labels).mean()
+    assert groups.max() == 1.0
+    for p in result.personas:
+        repeated = [c for c in p.category_contrasts if c.value == "No internet service"]
+        assert repeated == []
+        n = p.narrative
+        assert n is not None
+        text = " ".join(
+            [n.name, n.tagline or "", n.summary] + [i.text for i in (*n.goals, *n.frustrations)]
+        ).casefold()
+        # The fact, never through the service columns, and at most once in the summary.
+        assert "no internet service" not in text
+        assert n.summary.casefold().count('internet service "no"') <= 1
+
+
 def test_prepare_encoding_near_duplicates_by_the_threshold() -> None:
     table = correlated()
     r = table[["x", "near", "close", "other"]].corr()
@@ -548,8 +591,11 @@ def test_prepare_encoding_random_tables_stream_and_store_alike(
     assert np.array_equal(streamed_X(lazy, batch=7), memory.X)
     # No two kept columns of different table columns are repeats.
     sources = {c: c if c in roles else c.rsplit("_", 1)[0] for c in memory.columns}
-    if len(memory.X) > 1:
-        r = np.corrcoef(memory.X, rowvar=False)
+    if len(memory.X) > 1 and memory.X.shape[1] > 1:
+        # A column of near-zero values (1e-185) has a variance that underflows: its r is NaN,
+        # which the check below skips, not an error.
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = np.atleast_2d(np.corrcoef(memory.X, rowvar=False))
         for i, a in enumerate(memory.columns):
             for j, b in enumerate(memory.columns[:i]):
                 if sources[a] != sources[b] and np.isfinite(r[i, j]):

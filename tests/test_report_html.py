@@ -21,7 +21,8 @@ from apg.profiles.persona import OutlierProfile
 from apg.report import charts
 from apg.report.avatars import avatar_svg, persona_colour
 from apg.report.charts import text
-from apg.report.html import ReportData, render_html, report_data_from_result, sample_rows
+from apg.report.data import ReportData, report_data_from_result
+from apg.report.html import render_html, sample_rows
 from apg.sources import SourceTable
 from apg.sources.sample import generate_users
 
@@ -281,7 +282,7 @@ def test_render_html_leaderboard_sorts_in_a_browser(html: str, tmp_path: Path) -
 def test_report_data_from_result_keeps_a_seeded_sample(
     result: RunResult, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("apg.report.html.MAP_SAMPLE", 250)
+    monkeypatch.setattr("apg.report.data.MAP_SAMPLE", 250)
     first = report_data_from_result(result)
     second = report_data_from_result(result)
     assert first.sample_X is not None and first.sample_labels is not None

@@ -19,7 +19,7 @@ from apg.config import parse_config
 from apg.errors import ApgError, ConfigError, DataError
 from apg.pipeline import RunResult, run
 from apg.prepare.matrix import StreamedMatrix, WholeMatrix
-from apg.report.html import report_data_from_result
+from apg.report.data import report_data_from_result
 from apg.report.outputs import write_outputs
 from apg.search import leaderboard
 from apg.sources.parquet_columns import StreamedTable

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
+from markupsafe import escape
 from starlette.testclient import TestClient
 from web_helpers import Demo, client, csrf_of, demo, demo_template, store
 
@@ -105,7 +106,7 @@ def test_web_persona_page_shows_narrative_facts_validation_drift_and_versions(
     html = client.get(f"/personas/{demo.changed}").text
     body = review.history(store, demo.changed)[-1]["body"]
     assert "Review draft v2" in html
-    assert body["goals"][0]["text"] in html
+    assert str(escape(body["goals"][0]["text"])) in html  # "everyone's" -> "everyone&#39;s"
     assert 'class="facts"' in html and 'class="cited"' in html
     assert 'Validation: <span class="badge approved">passed</span>' in html
     assert "Drift vs the previous run" in html and "drift score" in html

@@ -12,7 +12,8 @@ import re
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from apg.report.html import render_html, report_data_from_result
+from apg.report.data import report_data_from_result
+from apg.report.html import render_html
 
 if TYPE_CHECKING:
     from apg.pipeline import RunResult

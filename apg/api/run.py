@@ -32,7 +32,8 @@ from apg.pipeline import run as run_pipeline
 from apg.profiles.identity import Plan
 from apg.profiles.narrative import Narrative
 from apg.profiles.persona import OutlierProfile, PersonaProfile
-from apg.report.html import render_html, report_data_from_result
+from apg.report.data import report_data_from_result
+from apg.report.html import render_html
 from apg.report.outputs import candidates_frame, personas_document, write_outputs
 from apg.sources import SourceTable
 from apg.store import Store, open_store

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel
 
+from apg.narration.display import Labels
 from apg.narration.facts import FactSheet, build_fact_sheet
 from apg.profiles.narrative import Narrative
 from apg.profiles.persona import OutlierProfile, PersonaProfile
@@ -23,6 +24,8 @@ class NarrationContext:
     # Names of this run's personas that keep an earlier narrative (carried over by identity
     # matching): new names must differ from them too.
     taken_names: tuple[str, ...] = ()
+    # The config's labels: display names, value labels, number formats (every fact sheet).
+    labels: Labels = field(default_factory=Labels)
 
 
 Mode = Literal["json_schema", "json_object", "text"]
@@ -65,6 +68,7 @@ def sheet_for(
         feature_roles=ctx.feature_roles,
         min_cell=min_cell,
         significance=significance,
+        labels=ctx.labels,
     )
 
 

@@ -133,7 +133,8 @@ def _carrier(sheet: FactSheet, attr: Attribute) -> list[str]:
     """Columns on the sheet that carry ``attr``."""
     out = []
     for fact in sheet.facts:
-        if fact.kind not in ("demographic", "category") or not fact.feature:
+        categorical = fact.kind in ("demographic", "category") or fact.category is not None
+        if not categorical or not fact.feature:
             continue  # a numeric behaviour ("account age") never carries a protected attribute
         if attr.columns.search(humanise(fact.feature)):
             out.append(fact.feature)
@@ -230,26 +231,38 @@ _OVER = _rx(
     r"\bover-?represented\b|\bdisproportionate(?:ly)?\b|\bskew(?:s|ed|ing)?\b"
     r"|\bmore (?:common|prevalent|frequent) (?:than|among|here)"
 )
+_UNDER = _rx(r"\bunder-?represented\b|\bless (?:common|prevalent|frequent) (?:than|among|here)")
 # Sentences end at . ; ! ? before a space or the end: "5.0" stays whole.
 _SENTENCE = re.compile(r"(?:[^.;!?]|[.;!?](?=\S))+")
 
 
 def _over_checks(where: str, text: str, sheet: FactSheet) -> list[str]:
-    """Categories called over-represented that the sheet does not mark so."""
+    """Categories called over- (or under-) represented that the sheet does not mark so."""
+    out = _tested_checks(where, text, sheet, under=False)
+    return out + _tested_checks(where, text, sheet, under=True)
+
+
+def _tested_checks(where: str, text: str, sheet: FactSheet, *, under: bool) -> list[str]:
     out: list[str] = []
-    facts = [f for f in sheet.facts if f.kind == "demographic" and f.categories]
+    claim, word = (_UNDER, "under") if under else (_OVER, "over")
+    facts = [
+        f
+        for f in sheet.facts
+        if f.categories and (f.kind == "demographic" or f.category is not None)
+    ]
     owners: dict[str, int] = {}
     for fact in facts:
         for c in fact.categories:
             owners[c.value.casefold()] = owners.get(c.value.casefold(), 0) + 1
     for sentence in _SENTENCE.findall(text):
-        if not _OVER.search(sentence):
+        if not claim.search(sentence):
             continue
         for fact in facts:
             names = {n.casefold() for n in (fact.feature, fact.label) if n}
             about = any(n in sentence.casefold() for n in names)
             for c in fact.categories:
-                if c.value == OTHER or c.value in fact.over_represented:
+                marked = fact.under_represented if under else fact.over_represented
+                if c.value == OTHER or c.value in marked:
                     continue
                 # A value such as "1" may belong to several columns: then the sentence must
                 # name this one.
@@ -261,10 +274,11 @@ def _over_checks(where: str, text: str, sheet: FactSheet) -> list[str]:
                 )
                 if quoted or named:
                     out.append(
-                        f"{where}: calls {c.value!r} over-represented, but {fact.id} gives it "
-                        f"{fmt_pct(c.share)} of this persona vs {fmt_pct(c.population_share)} "
-                        "of everyone, which the fact sheet does not mark as significantly "
-                        "over-represented; state the share without calling it over-represented"
+                        f"{where}: calls {c.value!r} {word}-represented, but {fact.id} gives "
+                        f"it {fmt_pct(c.share)} of this persona vs "
+                        f"{fmt_pct(c.population_share)} of everyone, which the fact sheet does "
+                        f"not mark as significantly {word}-represented; state the share without "
+                        f"calling it {word}-represented"
                     )
     return out
 

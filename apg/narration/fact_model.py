@@ -19,6 +19,7 @@ MIN_STD_DIFF = 0.1  # a contrast below this (in population SDs) is not distingui
 SAME_STD_DIFF = 0.05  # below this it reads "about the same as everyone"
 MAX_ATTITUDINAL = 3  # attitudinal scores always shown, up to this many
 MAX_CATEGORIES = 6  # categories listed per column before the rest becomes "other"
+MAX_CATEGORY_CONTRASTS = 2  # categories of one column among the contrasts (1 for two values)
 OTHER = "other"
 
 FactKind = Literal["size", "contrast", "category", "demographic", "outcome", "outliers"]
@@ -52,6 +53,11 @@ class Fact(BaseModel):
     rate: bool = False  # a contrast of a 0-1 feature: said in points and multiples
     # Category values that passed the over-representation test (apg.profiles.significance).
     over_represented: list[str] = Field(default_factory=list)
+    # Category values that passed the same test with a share below the rest's.
+    under_represented: list[str] = Field(default_factory=list)
+    # A category contrast (one category of a categorical behavioral/attitudinal feature
+    # against everyone): its value, cleaned. Its share is said like a rate, in points.
+    category: str | None = None
     # The aggregates behind the text, for the offline narrator (never sent to a model as such).
     contrast: Contrast | None = None
     categories: list[CategoryShare] = Field(default_factory=list)

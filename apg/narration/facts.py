@@ -17,7 +17,11 @@ deviations. A category is called over-represented only when it passes
 
 from __future__ import annotations
 
+from apg.narration.display import DEFAULT_LABELS, Labels
 from apg.narration.fact_contrasts import (
+    Verdict,
+    category_candidates,
+    category_contrast_fact,
     contrast_fact,
     fmt_points,
     is_rate,
@@ -38,10 +42,11 @@ from apg.narration.fact_model import (
     NumberKind,
     nums,
 )
-from apg.narration.labels import clean, fmt, fmt_pct, humanise, is_year, quote
+from apg.narration.labels import clean, fmt, fmt_pct, humanise, quote
 from apg.profiles.confidence import confidence_text
 from apg.profiles.outcomes import OutcomeStat
 from apg.profiles.persona import (
+    CategoryContrast,
     CategoryShare,
     DemographicProfile,
     OutlierProfile,
@@ -65,6 +70,7 @@ __all__ = [
     "FactSheet",
     "NumberKind",
     "build_fact_sheet",
+    "category_verdicts",
     "fmt_points",
     "is_rate",
     "merge_small",
@@ -100,12 +106,30 @@ def merge_small(categories: list[CategoryShare], min_cell: int) -> list[Category
     return [c.model_copy(update={"value": clean(c.value)}) for c in keep if c.count > 0]
 
 
+def _labelled(col: str, categories: list[CategoryShare], shown: Labels) -> list[CategoryShare]:
+    """Codes replaced by their value labels (``Channel`` ``1`` -> ``Horeca``); ``other`` stays."""
+    return [
+        c if c.value == OTHER else c.model_copy(update={"value": shown.value_label(col, c.value)})
+        for c in categories
+    ]
+
+
 def _demographic_fact(
-    fid: str, col: str, demo: DemographicProfile, over: frozenset[str] = frozenset()
+    fid: str,
+    col: str,
+    demo: DemographicProfile,
+    over: frozenset[str] = frozenset(),
+    shown: Labels = DEFAULT_LABELS,
 ) -> Fact | None:
     """``over``: the (merged, cleaned) category values that passed the over-representation
-    test; only they are called over-represented, the others are plain shares."""
-    head = f"{quote(col)} (demographic): "
+    test; only they are called over-represented, the others are plain shares. ``shown``:
+    display names, value labels and number formats (``demo``'s categories already labelled)."""
+    named = shown.columns.get(col)
+    head = (
+        f"{quote(col)} ({clean(named.name)}, demographic): "
+        if named is not None and named.name
+        else f"{quote(col)} (demographic): "
+    )
     if demo.kind == "date":
         cl, pop = demo.cluster_dates, demo.population_dates
         if cl is None or pop is None or cl.median is None or pop.median is None:
@@ -131,10 +155,9 @@ def _demographic_fact(
         if cl is None or pop is None or cl.median is None or pop.median is None:
             return None
         values = [cl.median, cl.q1, cl.q3, cl.mean, pop.median, pop.mean]
-        year = is_year(col)
 
         def show(v: float) -> str:
-            return fmt(v, year=year)
+            return shown.format_value(col, v)  # 1971, not 1,971.0; units from labels
 
         text = (
             f"{head}persona median {show(cl.median)}"
@@ -269,6 +292,33 @@ def over_represented(
     return {col: frozenset(values) for col, values in out.items()}
 
 
+def category_verdicts(
+    persona: PersonaProfile, *, level: float, min_cell: int
+) -> dict[tuple[str, str], Verdict]:
+    """Per (column, value) of the persona's category contrasts: "over" or "under" when the
+    share differs from the rest's significantly (``apg.profiles.significance``), else None.
+
+    The family for Benjamini–Hochberg is every category of every categorical behavioral and
+    attitudinal feature of this persona (separate from the demographics' family: those are
+    described, these decide the clusters). Over-represented also needs ``min_cell`` members;
+    either verdict needs a persona of at least ``min_cell`` users.
+    """
+    cats: list[CategoryContrast] = persona.category_contrasts
+    q_values = bh_adjust([c.p_value for c in cats])
+    out: dict[tuple[str, str], Verdict] = {}
+    for c, q in zip(cats, q_values, strict=True):
+        verdict: Verdict = None
+        if persona.size >= min_cell and clean(c.value) != OTHER and c.lift is not None:
+            if is_over_represented(
+                count=c.count, lift=c.lift, q_value=q, level=level, min_cell=min_cell
+            ):
+                verdict = "over"
+            elif q <= level and c.lift < 1:
+                verdict = "under"
+        out[(c.feature, c.value)] = verdict
+    return out
+
+
 def build_fact_sheet(
     persona: PersonaProfile,
     *,
@@ -277,12 +327,17 @@ def build_fact_sheet(
     feature_roles: dict[str, str] | None = None,
     min_cell: int = 5,
     significance: float = DEFAULT_SIGNIFICANCE,
+    labels: Labels | None = None,
 ) -> FactSheet:
     """Number the facts of ``persona``: size, contrasts, categories, demographics, outliers.
 
     ``significance``: the level at which a demographic category is called over-represented
-    (``narration.significance``; see ``apg.profiles.significance``).
+    (``narration.significance``; see ``apg.profiles.significance``). ``labels``: the config's
+    ``labels:`` (display names, value labels, number formats; default: humanised names).
+    Category values are shown by their labels everywhere on the sheet (texts, categories,
+    over-represented lists), so narratives and the claim checks use one spelling.
     """
+    display = labels or DEFAULT_LABELS
     roles = feature_roles or {}
     over = over_represented(persona, n_users=n_users, level=significance, min_cell=min_cell)
     facts: list[Fact] = []
@@ -308,24 +363,46 @@ def build_fact_sheet(
             + nums("share", persona.share * 100),
         )
     )
-    for c in select_contrasts(persona.contrasts):
-        small = persona.size < min_cell
-        facts.append(
-            withheld_fact(next_id(), c, min_cell) if small else contrast_fact(next_id(), c)
-        )
+    small = persona.size < min_cell
+    verdicts = category_verdicts(persona, level=significance, min_cell=min_cell)
+    candidates = category_candidates(persona.category_contrasts, min_cell=min_cell, small=small)
+    for c in select_contrasts(persona.contrasts, candidates):
+        if isinstance(c, CategoryContrast):
+            verdict = verdicts.get((c.feature, c.value))
+            c = c.model_copy(update={"value": display.value_label(c.feature, c.value)})
+            facts.append(category_contrast_fact(next_id(), c, verdict))
+            labels += [clean(c.value)]
+        else:
+            facts.append(
+                withheld_fact(next_id(), c, min_cell) if small else contrast_fact(next_id(), c)
+            )
         labels += [clean(c.feature), humanise(c.feature)]
+    # Everyone's share of each category, when the profile has it (older runs do not).
+    everyone = {(c.feature, c.value): c.population_share for c in persona.category_contrasts}
     for col, shares in persona.categories.items():
         cats = [
             CategoryShare(
-                value=str(v), count=round(s * persona.size), share=s, population_share=s, lift=1.0
+                value=str(v),
+                count=round(s * persona.size),
+                share=s,
+                population_share=everyone.get((col, str(v)), s),
+                lift=1.0,
             )
             for v, s in shares.items()
         ]
-        merged = merge_small(cats, min_cell)
+        merged = _labelled(col, merge_small(cats, min_cell), display)
         if not merged:
             continue
         role = roles.get(col, "behavioral")
-        parts = "; ".join(f"{quote(c.value)} {fmt_pct(c.share)}" for c in merged)
+        compared = bool(everyone)
+        parts = "; ".join(
+            f"{quote(c.value)} {fmt_pct(c.share)}"
+            + (f" vs {fmt_pct(c.population_share)} of everyone" if compared else "")
+            for c in merged
+        )
+        shown = [c.share for c in merged] + (
+            [c.population_share for c in merged] if compared else []
+        )
         facts.append(
             Fact(
                 id=next_id(),
@@ -333,8 +410,9 @@ def build_fact_sheet(
                 role=role,
                 feature=clean(col),
                 label=humanise(col),
-                text=f"{quote(col)} ({role}): {parts} of this persona.",
-                numbers=nums("share", *(c.share * 100 for c in merged)),
+                text=f"{quote(col)} ({role}): {parts}"
+                + (" (shares of this persona vs everyone)." if compared else " of this persona."),
+                numbers=nums("share", *(v * 100 for v in shown)),
                 categories=merged,
             )
         )
@@ -343,8 +421,10 @@ def build_fact_sheet(
     for col, demo in persona.demographics.items():
         if demo.kind in ("numeric", "date") and persona.size < min_cell:
             continue  # a median of a handful of people describes individuals
-        merged_demo = demo.model_copy(update={"categories": merge_small(demo.categories, min_cell)})
-        fact = _demographic_fact(next_id(), col, merged_demo, over.get(col, frozenset()))
+        cats = _labelled(col, merge_small(demo.categories, min_cell), display)
+        merged_demo = demo.model_copy(update={"categories": cats})
+        passed = frozenset(display.value_label(col, v) for v in over.get(col, frozenset()))
+        fact = _demographic_fact(next_id(), col, merged_demo, passed, display)
         if fact is None:
             continue
         facts.append(fact)
@@ -366,6 +446,11 @@ def build_fact_sheet(
                 numbers=nums("count", outliers.size) + nums("share", outliers.share * 100),
             )
         )
+    for i, fact in enumerate(facts):
+        if fact.feature:  # display names for every fact, also those built elsewhere
+            name = display.display_name(fact.feature)
+            facts[i] = fact.model_copy(update={"label": name})
+            labels.append(name)
     unique = sorted({lab for lab in labels if lab}, key=lambda s: (-len(s), s))
     return FactSheet(
         persona_id=clean(persona.persona_id, 20),

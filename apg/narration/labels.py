@@ -86,7 +86,8 @@ def words(name: object) -> list[str]:
 
 
 def humanise(name: object) -> str:
-    """``MntWines`` -> ``spend on wines``; ``Annual Income (k$)`` -> ``annual income``."""
+    """``MntWines`` -> ``spend on wines``; ``Annual Income (k$)`` -> ``annual income``;
+    ``Year_Birth`` -> ``birth year``."""
     out: list[str] = []
     found = words(name)
     # A name written all in capitals (CASH_ADVANCE_FREQUENCY) is shouting, not acronyms.
@@ -106,6 +107,9 @@ def humanise(name: object) -> str:
             out.append(word)  # an acronym: NPS, CSAT, US
         else:
             out.append(lower)
+    # "Year_Birth", "year_signup": a year named first reads backwards ("year birth").
+    if len(out) == 2 and out[0] == "year" and out[1].isalpha():
+        out.reverse()
     text = " ".join(out).strip()
     return text or clean(name)
 

@@ -42,6 +42,28 @@ class Contrast(BaseModel):
     bounded: bool | None = None
 
 
+class CategoryContrast(BaseModel):
+    """One category of a categorical clustering feature (behavioral or attitudinal) against
+    everyone: the 0/1 indicator "is in this category" as a contrast.
+
+    ``std_diff`` is on the scale of :class:`Contrast`: (persona share - everyone's share) /
+    the indicator's standard deviation over everyone (ddof=1), so categories and numeric
+    features are ranked together.
+    """
+
+    feature: str
+    value: str
+    role: Literal["behavioral", "attitudinal"]
+    count: int  # members of the persona in the category
+    share: float
+    population_share: float
+    lift: float | None  # share / population_share (None when everyone's share is 0)
+    std_diff: float
+    direction: Literal["higher", "lower", "same"]
+    # Two-sided two-proportion z-test against the rest of the users (apg.profiles.significance).
+    p_value: float
+
+
 class CategoryShare(BaseModel):
     value: str
     count: int
@@ -92,6 +114,9 @@ class PersonaProfile(BaseModel):
     # Categorical clustering features: share of each category within the cluster.
     categories: dict[str, dict[str, float]] = Field(default_factory=dict)
     contrasts: list[Contrast]
+    # Per category of each categorical clustering feature, strongest first (same scale as
+    # ``contrasts``). Empty in older runs.
+    category_contrasts: list[CategoryContrast] = Field(default_factory=list)
     demographics: dict[str, DemographicProfile]
     representatives: list[str]
     atypical: Atypical
@@ -201,6 +226,44 @@ def contrasts_for(
             )
         )
     out.sort(key=lambda c: (-abs(c.std_diff), c.feature))
+    return out
+
+
+def category_contrasts_for(
+    frame: FeatureFrame, mask: np.ndarray, population: _Population | None = None
+) -> list[CategoryContrast]:
+    """Every category of every categorical clustering feature as a 0/1 indicator against
+    everyone, strongest first (see :class:`CategoryContrast`)."""
+    population = population or _Population(frame)
+    size = int(np.sum(mask))
+    out: list[CategoryContrast] = []
+    for col in frame.categorical_features:
+        pop_counts = population.counts(col)
+        n_all = int(pop_counts.sum())
+        if size == 0 or n_all < 2:
+            continue
+        counts = _as_text(frame.raw[col][mask]).value_counts()
+        for value, pop_count in pop_counts.items():
+            count = int(counts.get(value, 0))
+            share, pop_share = count / size, int(pop_count) / n_all
+            # The indicator's SD over everyone (ddof=1, as for numeric contrasts).
+            sd = math.sqrt(pop_share * (1 - pop_share) * n_all / (n_all - 1))
+            diff = (share - pop_share) / sd if sd > 0 else 0.0
+            out.append(
+                CategoryContrast(
+                    feature=col,
+                    value=str(value),
+                    role=frame.role_of(col),
+                    count=count,
+                    share=share,
+                    population_share=pop_share,
+                    lift=share / pop_share if pop_share > 0 else None,
+                    std_diff=diff,
+                    direction="higher" if diff > 0 else "lower" if diff < 0 else "same",
+                    p_value=vs_rest_p(count, size, int(pop_count), n_all),
+                )
+            )
+    out.sort(key=lambda c: (-abs(c.std_diff), c.feature, c.value))
     return out
 
 
@@ -364,6 +427,7 @@ def build_profiles_from_distances(
                 centroid={c: _num(frame.raw[c][mask].mean()) for c in frame.numeric_features},
                 categories=_categories(frame, mask),
                 contrasts=contrasts_for(frame, mask, population),
+                category_contrasts=category_contrasts_for(frame, mask, population),
                 demographics=demographics_for(frame, mask, population),
                 representatives=_ids_at(frame.ids, nearest),
                 atypical=Atypical(count=len(far), ids=_ids_at(frame.ids, far[:N_REPRESENTATIVES])),

@@ -11,161 +11,32 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup, escape
 
-from apg.narration.facts import FactSheet, build_fact_sheet, merge_small
+from apg.narration.display import Labels
+from apg.narration.fact_contrasts import key_contrasts
+from apg.narration.facts import OTHER, FactSheet, build_fact_sheet, merge_small
 from apg.narration.freshness import Stale, fact_map, stale_numbers
-from apg.narration.labels import capitalise, fmt, fmt_pct, humanise
+from apg.narration.labels import fmt, fmt_pct
 from apg.profiles.confidence import confidence_text
 from apg.profiles.outcomes import outcome_summary
-from apg.profiles.persona import OutlierProfile, PersonaProfile
+from apg.profiles.persona import CategoryContrast, PersonaProfile
 from apg.report.avatars import avatar_svg, persona_colour
+from apg.report.data import CandidateRow, ReportData
 from apg.report.markdown import WEAK_TITLE
-from apg.search.candidates import Candidate
-from apg.search.leaderboard import MAP_SAMPLE, sample_rows
-from apg.search.selection import rank_key
-from apg.version import __version__
+from apg.search.leaderboard import sample_rows
 
 if TYPE_CHECKING:
-    from apg.pipeline import RunResult
+    pass
 
 SILHOUETTE_SAMPLE = 3000
 TREE_SAMPLE = 2000
 KEY_NUMBERS = 5
 DEMOGRAPHIC_BARS = 4
-
-
-@dataclass
-class CandidateRow:
-    """One leaderboard row: a candidate without its labels."""
-
-    algorithm: str
-    params: dict[str, Any]
-    n_clusters: int
-    silhouette: float
-    davies_bouldin: float
-    calinski_harabasz: float
-    noise_share: float
-    min_cluster_share: float
-    eligible: bool
-    reason: str
-    selected: bool
-    rank: int = 0  # 1 = best silhouette (ties as in apg.search.leaderboard.rank_key)
-    stability: float | None = None  # None: not refitted (apg.search.stability)
-
-    @property
-    def key(self) -> str:
-        inner = ", ".join(f"{k}={v}" for k, v in self.params.items())
-        return f"{self.algorithm}({inner})"
-
-    @classmethod
-    def from_candidate(cls, c: Candidate, rank: int = 0) -> CandidateRow:
-        return cls(
-            c.algorithm,
-            dict(c.params),
-            c.n_clusters,
-            c.silhouette,
-            c.davies_bouldin,
-            c.calinski_harabasz,
-            c.noise_share,
-            c.min_cluster_share,
-            c.eligible,
-            c.reason,
-            c.selected,
-            rank,
-            c.stability,
-        )
-
-
-@dataclass
-class ReportData:
-    """Everything the page shows, as plain values (storable, and rebuildable from storage)."""
-
-    run_id: str
-    created_at: str
-    personas: list[PersonaProfile]
-    outliers: OutlierProfile
-    candidates: list[CandidateRow]
-    wcss: dict[int, float] = field(default_factory=dict)
-    elbow_k: int | None = None
-    n_users: int = 0  # rows clustered
-    rows_read: int = 0
-    features: dict[str, list[str]] = field(default_factory=dict)  # role -> columns
-    # persona id -> fact id -> fact text (the sheet the narrative cites)
-    facts: dict[str, dict[str, str]] = field(default_factory=dict)
-    # A seeded sample (<= MAP_SAMPLE rows) of the clustered matrix and its labels (-1 noise).
-    sample_X: np.ndarray | None = field(default=None, repr=False)
-    sample_labels: np.ndarray | None = field(default=None, repr=False)
-    tree_linkage: str = "ward"  # linkage of the dendrogram: the winner's, else ward
-    seed: int = 0
-    min_cell: int = 5  # demographic categories smaller than this are merged into "other"
-    significance: float = 0.05  # narration.significance: the level of "over-represented"
-    version: str = __version__
-    weak: list[str] = field(default_factory=list)  # why the structure is weak; empty: it is not
-
-    @property
-    def winner(self) -> CandidateRow | None:
-        return next((c for c in self.candidates if c.selected), None)
-
-
-def report_data_from_result(result: RunResult) -> ReportData:
-    """Everything the page needs from a finished run, with a seeded sample of its matrix."""
-    search, frame, config = result.search, result.frame, result.config
-    ranked = sorted(range(len(search.candidates)), key=lambda i: rank_key(search.candidates[i], i))
-    position = {i: pos for pos, i in enumerate(ranked, start=1)}
-    rows = [CandidateRow.from_candidate(c, position[i]) for i, c in enumerate(search.candidates)]
-    n_users = len(result.labels)
-    roles: dict[str, str] = {c: frame.role_of(c) for c in frame.features}
-    min_cell = config.narration.min_cell
-    outliers = result.outliers if result.outliers.size else None
-    facts = {
-        p.persona_id: build_fact_sheet(
-            p,
-            n_users=n_users,
-            outliers=outliers,
-            feature_roles=roles,
-            min_cell=min_cell,
-            significance=config.narration.significance,
-        ).as_dict()
-        for p in result.personas
-    }
-    idx = sample_rows(n_users, MAP_SAMPLE, config.search.seed)
-    winner = search.winner
-    linkage = (
-        str(winner.params.get("linkage", "ward")) if winner.algorithm == "agglomerative" else "ward"
-    )
-    return ReportData(
-        run_id=result.run_id,
-        created_at=result.created_at,
-        personas=result.personas,
-        outliers=result.outliers,
-        candidates=rows,
-        wcss=dict(search.wcss),
-        elbow_k=search.elbow_k,
-        n_users=n_users,
-        rows_read=len(result.table.frame),
-        features={
-            "behavioral": list(frame.behavioral),
-            "attitudinal": list(frame.attitudinal),
-            "demographic": list(frame.demographic),
-        },
-        facts=facts,
-        sample_X=np.asarray(result.matrix_rows(idx)),
-        sample_labels=np.asarray(result.labels[idx]),
-        tree_linkage=linkage,
-        seed=config.search.seed,
-        weak=list(search.weak),
-        min_cell=min_cell,
-        significance=config.narration.significance,
-    )
-
-
-# --- view models -------------------------------------------------------------------------
 
 
 def _num(x: float | None, digits: int = 3) -> str:
@@ -236,6 +107,7 @@ def sheet_of(p: PersonaProfile, data: ReportData) -> FactSheet:
         feature_roles=roles,
         min_cell=data.min_cell,
         significance=data.significance,
+        labels=data.labels,
     )
 
 
@@ -253,17 +125,29 @@ def stale_view(stale: list[Stale]) -> list[dict[str, Any]]:
     ]
 
 
-def _key_numbers(p: PersonaProfile) -> list[dict[str, Any]]:
+def _key_numbers(
+    p: PersonaProfile, min_cell: int = 5, labels: Labels | None = None
+) -> list[dict[str, Any]]:
+    """The strongest contrasts, numeric features and categories ranked together (in SDs of
+    everyone; a category by its 0/1 indicator): a category shows its shares. Display names
+    and value labels from the config's ``labels:``."""
+    names = labels or Labels()
     out = []
-    for c in p.contrasts[:KEY_NUMBERS]:
-        sd = c.std_diff
+    for c in key_contrasts(p, KEY_NUMBERS, min_cell=min_cell):
+        sd, label = c.std_diff, names.title(c.feature)
+        if isinstance(c, CategoryContrast):
+            value = names.value_label(c.feature, c.value)
+            label, shown = f"{label}: {value}", (fmt_pct(c.share), fmt_pct(c.population_share))
+        else:
+            shown = (fmt(c.cluster_mean), fmt(c.population_mean))
         out.append(
             {
-                "label": capitalise(humanise(c.feature)),
+                "label": label,
                 "feature": c.feature,
                 "role": c.role,
-                "persona": fmt(c.cluster_mean),
-                "everyone": fmt(c.population_mean),
+                "persona": shown[0],
+                "everyone": shown[1],
+                "category": isinstance(c, CategoryContrast),
                 "sd": f"{sd:+.2f}",
                 "direction": c.direction,
                 "width": f"{min(abs(sd), 2.0) / 2.0 * 50:.1f}",  # % of the bar; half the bar = 2 SD
@@ -272,11 +156,15 @@ def _key_numbers(p: PersonaProfile) -> list[dict[str, Any]]:
     return out
 
 
-def _demographics(p: PersonaProfile, min_cell: int) -> list[dict[str, Any]]:
+def _demographics(
+    p: PersonaProfile, min_cell: int, labels: Labels | None = None
+) -> list[dict[str, Any]]:
+    """Demographic rows of a card: display names, value labels and number formats."""
+    shown = labels or Labels()
     out = []
     for col, demo in p.demographics.items():
         entry: dict[str, Any] = {
-            "label": capitalise(humanise(col)),
+            "label": shown.title(col),
             "column": col,
             "kind": demo.kind,
         }
@@ -294,18 +182,20 @@ def _demographics(p: PersonaProfile, min_cell: int) -> list[dict[str, Any]]:
             cl, pop = demo.cluster, demo.population
             if cl is None or cl.median is None or p.size < min_cell:
                 continue
-            entry["median"] = fmt(cl.median)
+            entry["median"] = shown.format_value(col, cl.median)
             entry["range"] = (
-                f"{fmt(cl.q1)}–{fmt(cl.q3)}" if cl.q1 is not None and cl.q3 is not None else ""
+                f"{shown.format_value(col, cl.q1)}–{shown.format_value(col, cl.q3)}"
+                if cl.q1 is not None and cl.q3 is not None
+                else ""
             )
-            entry["everyone"] = fmt(pop.median) if pop and pop.median is not None else "–"
+            entry["everyone"] = shown.format_value(col, pop.median if pop else None)
         else:
             cats = merge_small(demo.categories, min_cell)[:DEMOGRAPHIC_BARS]
             if not cats:
                 continue
             entry["bars"] = [
                 {
-                    "value": c.value,
+                    "value": c.value if c.value == OTHER else shown.value_label(col, c.value),
                     "share": fmt_pct(c.share),
                     "width": f"{c.share * 100:.1f}",
                     "population": f"{c.population_share * 100:.1f}",
@@ -351,8 +241,8 @@ def _card(p: PersonaProfile, index: int, data: ReportData) -> dict[str, Any]:
         "size": f"{p.size:,}",
         "share": fmt_pct(p.share),
         "share_width": f"{p.share * 100:.1f}",
-        "key_numbers": _key_numbers(p),
-        "demographics": _demographics(p, data.min_cell),
+        "key_numbers": _key_numbers(p, data.min_cell, data.labels),
+        "demographics": _demographics(p, data.min_cell, data.labels),
         "outcomes": [t for o in p.outcomes.values() if (t := outcome_summary(o))]
         if p.size >= data.min_cell
         else [],
@@ -462,7 +352,7 @@ def render_html(data: ReportData) -> str:
         "outliers": data.outliers if data.outliers.size else None,
         "outlier_share": fmt_pct(data.outliers.share),
         "outlier_contrasts": [
-            {"label": capitalise(humanise(c.feature)), "sd": f"{c.std_diff:+.2f}"}
+            {"label": data.labels.title(c.feature), "sd": f"{c.std_diff:+.2f}"}
             for c in data.outliers.contrasts[:4]
         ],
         "leaderboard": _leaderboard(data.candidates),

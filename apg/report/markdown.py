@@ -6,11 +6,13 @@ import html
 import math
 from typing import TYPE_CHECKING
 
+from apg.narration.display import Labels
+from apg.narration.fact_contrasts import key_contrasts
 from apg.narration.facts import build_fact_sheet
 from apg.narration.freshness import Stale, stale_numbers
 from apg.profiles.confidence import confidence_text
 from apg.profiles.outcomes import outcome_summary
-from apg.profiles.persona import PersonaProfile
+from apg.profiles.persona import CategoryContrast, PersonaProfile
 from apg.search.candidates import Candidate
 from apg.search.selection import rank_key
 
@@ -45,7 +47,10 @@ def stale_lines(stale: list[Stale]) -> list[str]:
     return [*lines, ""]
 
 
-def _card(p: PersonaProfile, stale: list[Stale] | None = None) -> list[str]:
+def _card(
+    p: PersonaProfile, stale: list[Stale] | None = None, labels: Labels | None = None
+) -> list[str]:
+    shown = labels or Labels()
     n = p.narrative
     title = n.name if n else p.persona_id
     lines = [f"### {p.persona_id} · {_md(title)}", ""]
@@ -64,33 +69,53 @@ def _card(p: PersonaProfile, stale: list[Stale] | None = None) -> list[str]:
         if n.source != "offline":
             lines += [f"_Narrative source: {n.source}{f' ({n.reason})' if n.reason else ''}_", ""]
     lines += ["| feature | persona mean | everyone | difference (SD) |", "|---|---:|---:|---:|"]
-    for c in p.contrasts[:6]:
+    # Numeric features and categories ranked together; a category row shows its shares.
+    for c in key_contrasts(p, 6):
+        # The display name for people, the column it comes from for the analyst.
+        title = shown.title(c.feature)
+        name = title if title == c.feature else f"{title} ({c.feature})"
+        if isinstance(c, CategoryContrast):
+            lines.append(
+                f"| {_md(name)} = {_md(shown.value_label(c.feature, c.value))} | "
+                f"{c.share:.1%} | {c.population_share:.1%} | {c.std_diff:+.2f} |"
+            )
+            continue
         lines.append(
-            f"| {_md(c.feature)} | {_f(c.cluster_mean, 2)} | {_f(c.population_mean, 2)} "
+            f"| {_md(name)} | {_f(c.cluster_mean, 2)} | {_f(c.population_mean, 2)} "
             f"| {c.std_diff:+.2f} |"
         )
     lines.append("")
     outcomes = [t for o in p.outcomes.values() if (t := outcome_summary(o))]
     if outcomes:
         lines += ["Outcomes:"] + [f"- {_md(t)}" for t in outcomes] + [""]
+    lines += demographic_lines(p, shown)
+    if p.demographics:
+        lines.append("")
+    return lines
+
+
+def demographic_lines(p: PersonaProfile, shown: Labels) -> list[str]:
+    """``- Birth year: median 1971 (everyone 1969)``, ``- Sales channel: Horeca 97% (×1.43)``:
+    display names, value labels and number formats from the config's ``labels:``."""
+    lines = []
     for col, demo in p.demographics.items():
+        name = _md(shown.title(col))
         if demo.kind == "date" and demo.cluster_dates and demo.cluster_dates.median:
             everyone = demo.population_dates.median if demo.population_dates else None
-            lines.append(
-                f"- {_md(col)}: median {demo.cluster_dates.median} (everyone {everyone or '–'})"
-            )
+            median = demo.cluster_dates.median
+            lines.append(f"- {name}: median {median} (everyone {everyone or '–'})")
         elif demo.kind == "numeric" and demo.cluster:
+            everyone = demo.population.median if demo.population else None
             lines.append(
-                f"- {_md(col)}: median {_f(demo.cluster.median, 1)} "
-                f"(everyone {_f(demo.population.median if demo.population else None, 1)})"
+                f"- {name}: median {_md(shown.format_value(col, demo.cluster.median))} "
+                f"(everyone {_md(shown.format_value(col, everyone))})"
             )
         elif demo.categories:
             top = ", ".join(
-                f"{_md(c.value)} {c.share:.0%} (×{c.lift:.2f})" for c in demo.categories[:3]
+                f"{_md(shown.value_label(col, c.value))} {c.share:.0%} (×{c.lift:.2f})"
+                for c in demo.categories[:3]
             )
-            lines.append(f"- {_md(col)}: {top}")
-    if p.demographics:
-        lines.append("")
+            lines.append(f"- {name}: {top}")
     return lines
 
 
@@ -172,8 +197,9 @@ def render_report(result: RunResult) -> str:
             mark = " ← elbow" if k == s.elbow_k else ""
             lines.append(f"| {k}{mark} | {_f(s.wcss[k], 1)} | {_f(sil.get(k))} |")
     lines += ["", "## Personas", ""]
+    shown = Labels.from_config(result.config.labels)
     for p in result.personas:
-        lines += _card(p, _stale(p, result))
+        lines += _card(p, _stale(p, result), shown)
     if result.outliers.size:
         o = result.outliers
         lines += [
@@ -199,6 +225,7 @@ def _stale(p: PersonaProfile, result: RunResult) -> list[Stale]:
         feature_roles={c: frame.role_of(c) for c in frame.features},
         min_cell=result.config.narration.min_cell,
         significance=result.config.narration.significance,
+        labels=Labels.from_config(result.config.labels),
     )
     return stale_numbers(p.narrative, sheet)
 

@@ -15,9 +15,11 @@ from typing import Any
 
 import pandas as pd
 
+from apg.narration.display import Labels
 from apg.pipeline import RunResult, labels_frame
+from apg.report.data import report_data_from_result
 from apg.report.folder import check_output_folder, discard, replace_folder, stage_folder
-from apg.report.html import render_html, report_data_from_result
+from apg.report.html import render_html
 from apg.report.markdown import render_failure, render_report
 from apg.search.candidates import Candidate
 
@@ -72,6 +74,10 @@ def personas_document(result: RunResult) -> dict[str, Any]:
                 "features": {"behavioral": frame.behavioral, "attitudinal": frame.attitudinal},
                 "dropped_columns": frame.dropped_columns,
                 "demographics": frame.demographic,
+                # How each column is shown (names, units, value labels); keys stay as given.
+                "labels": Labels.from_config(result.config.labels).as_dict(
+                    [*frame.features, *frame.demographic, *frame.outcome]
+                ),
                 "matrix_columns": prepared.columns,
                 "pca_explained_variance": prepared.pca_variance,
             },

@@ -188,7 +188,7 @@ MEMBER_BATCH = 50_000
 
 def _report(conn: sa.Connection, result: RunResult) -> None:
     """What report.html needs (v5), so ``apg report`` and ``apg serve`` can redraw it."""
-    from apg.report.html import report_data_from_result
+    from apg.report.data import report_data_from_result
     from apg.store.reports import write_report
 
     write_report(conn, report_data_from_result(result))

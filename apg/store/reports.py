@@ -1,7 +1,7 @@
 """Report data of a run (``apg_reports``): what ``report.html`` needs, stored with the run.
 
 ``apg report RUN`` and the web pages rebuild the page from it. The document is JSON: the
-:class:`~apg.report.html.ReportData` fields, with the seeded sample of the clustered matrix and
+:class:`~apg.report.data.ReportData` fields, with the seeded sample of the clustered matrix and
 its labels as base64 ``.npy`` arrays (read back with ``allow_pickle=False``; never pickle).
 Runs recorded before schema version 5 have no document: :func:`load_report` then rebuilds what
 the other tables hold (personas, leaderboard, elbow curve, facts) and says which charts are
@@ -21,10 +21,11 @@ import pydantic
 import sqlalchemy as sa
 
 from apg.errors import NotFoundError
+from apg.narration.display import Labels
 from apg.narration.facts import build_fact_sheet
 from apg.profiles.narrative import Narrative
 from apg.profiles.persona import OutlierProfile, PersonaProfile
-from apg.report.html import CandidateRow, ReportData
+from apg.report.data import CandidateRow, ReportData
 from apg.search.candidates import Candidate
 from apg.search.selection import elbow, rank_key
 from apg.store import queries
@@ -98,6 +99,7 @@ def to_document(data: ReportData) -> dict[str, Any]:
                 "seed": data.seed,
                 "min_cell": data.min_cell,
                 "significance": data.significance,
+                "labels": data.labels.to_config(),
                 "version": data.version,
                 "weak": data.weak,
             }
@@ -138,6 +140,7 @@ def from_document(doc: dict[str, Any]) -> ReportData:
         seed=int(doc["seed"]),
         min_cell=int(doc["min_cell"]),
         significance=float(doc.get("significance", 0.05)),
+        labels=Labels.from_config(doc.get("labels")),
         version=doc["version"],
         weak=[str(w) for w in doc.get("weak") or []],
     )
@@ -192,6 +195,7 @@ def _rebuild(conn: sa.Connection, run_id: str) -> ReportData:
     roles = {col: role for role in ("behavioral", "attitudinal") for col in features[role]}
     min_cell = int((config.get("narration") or {}).get("min_cell", 5))
     level = float((config.get("narration") or {}).get("significance", 0.05))
+    labels = Labels.from_config(config.get("labels"))
     n_users = int(run["rows_used"] or sum(p.size for p in personas) + outliers.size)
     facts = {
         p.persona_id: build_fact_sheet(
@@ -201,6 +205,7 @@ def _rebuild(conn: sa.Connection, run_id: str) -> ReportData:
             feature_roles=roles,
             min_cell=min_cell,
             significance=level,
+            labels=labels,
         ).as_dict()
         for p in personas
     }
@@ -223,6 +228,7 @@ def _rebuild(conn: sa.Connection, run_id: str) -> ReportData:
         seed=int((config.get("search") or {}).get("seed", 0)),
         min_cell=min_cell,
         significance=level,
+        labels=labels,
         version=run["apg_version"],
         weak=[str(w) for w in (summary.get("selection") or {}).get("structure_reasons") or []],
     )

@@ -13,7 +13,7 @@ from markupsafe import Markup
 
 from apg.narration.labels import fmt_pct
 from apg.report.avatars import avatar_svg, persona_colour
-from apg.report.html import ReportData
+from apg.report.data import ReportData
 from apg.report.html import _card as report_card  # the report's own view models, reused
 from apg.report.html import _charts as report_charts
 from apg.report.html import _leaderboard as report_leaderboard
