@@ -50,10 +50,12 @@ def linkage_matrices(
     """Return the linkage matrix Z (scipy's format) for each linkage method.
 
     Trees come from fastcluster's C++ core, whose output equals scipy's ``linkage`` (which
-    sklearn uses) row for row, ties included, in less time. It works in place on the
-    condensed distance matrix, so each tree gets a fresh ``pdist(X)`` and memory peaks at one
-    condensed matrix (1.6 GB at n=20,000). A given ``condensed`` (which must be ``pdist(X)``)
-    is left intact: each tree then works on a copy of it.
+    sklearn uses) row for row when no two merge distances tie exactly, in less time; among
+    exactly tied merges (rounded or duplicated values) its order can differ from scipy's, and
+    so can a cut (docs/scale.md). It works in place on the condensed distance matrix, so each
+    tree gets a fresh ``pdist(X)`` and memory peaks at one condensed matrix (4n² bytes: 400 MB
+    at n=10,000). A given ``condensed`` (which must be ``pdist(X)``) is left intact: each tree
+    then works on a copy of it.
     """
     X = as_float_matrix(X)
     n = X.shape[0]
