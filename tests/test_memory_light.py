@@ -22,14 +22,18 @@ from apg.sources.sample import ATTITUDINAL, BEHAVIORAL, DEMOGRAPHIC, ID_COLUMN, 
 
 ROWS = 300_000
 
+# The process's own peak is VmHWM, not ru_maxrss: Linux carries ru_maxrss across execve, so a
+# child forked from a large pytest process (1.2 GB late in the suite) would report the
+# parent's size. Children (tree workers) are exec'd from this small process: ru_maxrss is fine.
 _MEASURED = """
-import resource, sys
+import re, resource, sys
 from apg.cli.main import main
 try:
     main(sys.argv[1:], standalone_mode=False)
 finally:
-    peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-               resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    with open("/proc/self/status") as status:
+        own = int(re.search(r"VmHWM:\\s+(\\d+)", status.read()).group(1))
+    peak = max(own, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
     print("PEAK_KIB", peak)
 """
 
