@@ -405,3 +405,23 @@ def test_hardening_output_folder_failing_after_the_run_is_not_stored_as_succeede
         f"error: cannot write the output folder '{tmp_path / 'out'}': No space left on device; "
         f"the run {run_id} is recorded as failed"
     )
+
+
+def test_hardening_assign_refuses_a_file_of_one_giant_line_before_parsing(
+    sample_csv: Path, tmp_path: Path
+) -> None:
+    db = str(tmp_path / "apg.db")
+    code, _, err = invoke(
+        "run", "--data", str(sample_csv), "--id", "user_id", "--behavioral", "nps,logins_per_month",
+        "--algorithms", "kmeans", "--k", "2-3", "--db", db, "--out", str(tmp_path / "out"),
+    )  # fmt: skip
+    assert code == 0, err
+    garbage = tmp_path / "new.csv"
+    garbage.write_bytes(b"x" * (2 << 20))
+    code, out, err = invoke("assign", "--data", str(garbage), "--db", db, "--out", "labels.csv")
+    assert (code, out) == (1, "")
+    assert err == (
+        f"error: file {garbage}: the first line of '{garbage}' is longer than 1,048,576 bytes "
+        "(max_line_bytes): not a table with a header line; check the file, or raise "
+        "max_line_bytes\n"
+    )

@@ -288,8 +288,13 @@ class FileReader:
                 if pq.read_table(str(path), columns=[]).num_rows == 0:
                     return pd.DataFrame()
                 return pq.read_schema(path).empty_table().to_pandas()
-            return pd.read_csv(path, nrows=0, **self._csv_options(fmt))
         except Exception as exc:  # pandas and pyarrow raise many types for unreadable files
+            raise self._fail(path, fmt, exc) from None
+        # Bounded before pandas parses: one giant line would take minutes (FileSource).
+        self.spec.check_header(self.ctx, path)
+        try:
+            return pd.read_csv(path, nrows=0, **self._csv_options(fmt))
+        except Exception as exc:  # pandas raises many types for unreadable files
             raise self._fail(path, fmt, exc) from None
 
     def _check_headers(self) -> None:

@@ -151,7 +151,7 @@ class FileSource(SourceSpec):
     def describe(self) -> str:
         return f"file {self.path}"
 
-    def _check_header(self, ctx: SourceContext, path: Path) -> None:
+    def check_header(self, ctx: SourceContext, path: Path) -> None:
         """Raise unless the first line of text file ``path`` fits ``max_line_bytes`` and
         splits into at most ``max_columns`` fields."""
         with path.open("rb") as handle:
@@ -212,7 +212,7 @@ class FileSource(SourceSpec):
                 )
             key = self.id or ctx.id_column
             if fmt in ("csv", "tsv"):
-                self._check_header(ctx, path)
+                self.check_header(ctx, path)
             try:
                 frame = read_table(path, fmt, self.options, key=None if key == self.row_id else key)
             except (
