@@ -425,3 +425,11 @@ def test_hardening_assign_refuses_a_file_of_one_giant_line_before_parsing(
         "(max_line_bytes): not a table with a header line; check the file, or raise "
         "max_line_bytes\n"
     )
+
+
+def test_hardening_sample_out_under_a_file_names_the_file(tmp_path: Path) -> None:
+    blocker = tmp_path / "users.csv"
+    blocker.write_text("x\n")
+    code, out, err = invoke("sample", "--rows", "10", "--out", str(blocker / "more.csv"))
+    assert (code, out) == (1, "")
+    assert err == (f"error: --out '{blocker / 'more.csv'}': '{blocker}' is a file, not a folder\n")

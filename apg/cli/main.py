@@ -81,6 +81,8 @@ def sample(rows: int, seed: int, out: Path) -> None:
 
     if rows < 1:
         raise ConfigError(f"--rows must be at least 1, got {rows}")
+    if out.parent.exists() and not out.parent.is_dir():
+        raise ConfigError(f"--out {str(out)!r}: {str(out.parent)!r} is a file, not a folder")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         write_sample(out, rows=rows, seed=seed)
