@@ -39,7 +39,7 @@ from apg.sources import SourceTable
 from apg.store import Store, open_store
 from apg.store.engine import sqlite_path
 from apg.store.locks import LockHeld
-from apg.store.runner import judge, run_with_store
+from apg.store.runner import judge, judge_narratives, run_with_store
 
 logger = logging.getLogger("apg")
 
@@ -143,18 +143,9 @@ class Run:
     def _judged(self) -> tuple[str, str | None]:
         if self.plan is not None:
             return judge(self.plan)
-        fallback = [
-            p.narrative
-            for p in self.result.personas
-            if p.narrative is not None and p.narrative.source == "offline-fallback"
-        ]
-        if not fallback:
-            return "succeeded", None
-        first = fallback[0].reason or "the LLM was unavailable"
-        return "degraded", (
-            f"{len(fallback)} of {len(self.result.personas)} narratives use the offline text "
-            f"(source offline-fallback): {first}"
-        )
+        personas = self.result.personas
+        narratives = [p.narrative for p in personas if p.narrative is not None]
+        return judge_narratives(narratives, "narratives", total=len(personas))
 
     @property
     def candidates(self) -> pd.DataFrame:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from apg.narration.fact_model import (
     _IN_PERCENT,
@@ -120,6 +120,23 @@ def multiple(persona: float, everyone: float) -> float | None:
     return persona / everyone
 
 
+def _contrast(
+    fid: str, text: str, feature: str, role: str, direction: str, std_diff: float, **rest: Any
+) -> Fact:
+    """A contrast fact: how every kind of contrast names its feature, role and direction."""
+    return Fact(
+        id=fid,
+        kind="contrast",
+        text=text,
+        feature=clean(feature),
+        label=humanise(feature),
+        role=role,
+        direction=direction,
+        std_diff=std_diff,
+        **rest,
+    )
+
+
 def withheld_fact(fid: str, c: Contrast, min_cell: int) -> Fact:
     """A contrast of a persona smaller than ``min_cell``: its mean would describe individuals."""
     direction = c.direction if abs(c.std_diff) >= SAME_STD_DIFF else "same"
@@ -128,18 +145,10 @@ def withheld_fact(fid: str, c: Contrast, min_cell: int) -> Fact:
         f"{quote(c.feature)} ({c.role}): {said} everyone (values withheld: fewer than "
         f"{min_cell} users)."
     )
-    return Fact(
-        id=fid,
-        kind="contrast",
-        text=text,
-        feature=clean(c.feature),
-        label=humanise(c.feature),
-        role=c.role,
-        direction=direction,
-        std_diff=c.std_diff,
-        numbers=nums("count", min_cell),
-        withheld=True,
-    )
+    return _contrast(
+        fid, text, c.feature, c.role, direction, c.std_diff,
+        numbers=nums("count", min_cell), withheld=True,
+    )  # fmt: skip
 
 
 def contrast_fact(fid: str, c: Contrast) -> Fact:
@@ -180,18 +189,8 @@ def contrast_fact(fid: str, c: Contrast) -> Fact:
         above = "above" if direction == "higher" else "below"
         parts.append(f"{fmt(abs(sd))} standard deviations {above}")
         text += ", ".join(parts) + "."
-    return Fact(
-        id=fid,
-        kind="contrast",
-        text=text,
-        feature=clean(c.feature),
-        label=humanise(c.feature),
-        role=c.role,
-        direction=direction,
-        std_diff=sd,
-        numbers=numbers,
-        rate=rate,
-        contrast=c,
+    return _contrast(
+        fid, text, c.feature, c.role, direction, sd, numbers=numbers, rate=rate, contrast=c
     )
 
 
@@ -241,15 +240,13 @@ def category_contrast_fact(fid: str, c: CategoryContrast, verdict: Verdict) -> F
         lift=c.lift or 0.0,
         p_value=c.p_value,
     )
-    return Fact(
-        id=fid,
-        kind="contrast",
-        text=text,
-        feature=clean(c.feature),
-        label=humanise(c.feature),
-        role=c.role,
-        direction=direction,
-        std_diff=c.std_diff,
+    return _contrast(
+        fid,
+        text,
+        c.feature,
+        c.role,
+        direction,
+        c.std_diff,
         numbers=numbers,
         rate=True,
         category=value,

@@ -23,6 +23,7 @@ from apg.errors import StoreError
 from apg.pipeline import Progress, RunResult, load_table
 from apg.pipeline import run as run_pipeline
 from apg.profiles.identity import Continuity, Plan
+from apg.profiles.narrative import Narrative
 from apg.sources import SourceTable
 from apg.sources.masking import mask_secrets
 from apg.store import locks, record, runstate
@@ -148,17 +149,25 @@ def end_run(store: Store, ticket: Ticket, status: str, reason: str, **values: ob
         locks.forget(ticket.token)
 
 
-def judge(plan: Plan) -> tuple[str, str | None]:
-    """``degraded`` when some narratives drafted in this run are the offline fallback."""
-    drafts = list(plan.drafts.values())
-    fallback = [n for n in drafts if n.source == "offline-fallback"]
+def judge_narratives(
+    narratives: list[Narrative], what: str, total: int | None = None
+) -> tuple[str, str | None]:
+    """``degraded`` when some of ``narratives`` are the offline fallback, else ``succeeded``;
+    the reason counts them out of ``total`` (default: all of them) ``what``."""
+    fallback = [n for n in narratives if n.source == "offline-fallback"]
     if not fallback:
         return "succeeded", None
     first = fallback[0].reason or "the LLM was unavailable"
     return "degraded", (
-        f"{len(fallback)} of {len(drafts)} new narratives use the offline text "
-        f"(source offline-fallback): {first}"
-    )[:4000]
+        f"{len(fallback)} of {len(narratives) if total is None else total} {what} use the "
+        f"offline text (source offline-fallback): {first}"
+    )
+
+
+def judge(plan: Plan) -> tuple[str, str | None]:
+    """``degraded`` when some narratives drafted in this run are the offline fallback."""
+    status, reason = judge_narratives(list(plan.drafts.values()), "new narratives")
+    return status, reason[:4000] if reason else None
 
 
 def _cancellable(
