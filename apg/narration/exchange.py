@@ -18,7 +18,6 @@ timeouts, connection errors) or for the whole run (401/403/404: a key, model or 
 
 from __future__ import annotations
 
-import email.utils
 import ipaddress
 import json
 import random
@@ -35,6 +34,7 @@ from pydantic import ValidationError
 
 from apg.narration.base import LlmCall, Mode
 from apg.narration.grounding import PersonaReply
+from apg.sources.http import retry_after_seconds
 
 REJECTED_STATUS = (400, 422)  # plus any 5xx
 FATAL_STATUS = (401, 403, 404)
@@ -166,22 +166,15 @@ def _describe(exc: openai.APIError) -> str:
 
 
 def _retry_after(headers: Any) -> float | None:
-    """Seconds the server asks to wait: ``retry-after-ms``, ``retry-after`` (seconds or a date)."""
-    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
+    """Seconds the server asks to wait: ``retry-after-ms``, else ``retry-after`` (seconds or
+    an HTTP date, read as the HTTP sources read it)."""
+    millis = headers.get("retry-after-ms")
+    if millis is not None:
         try:
-            return float(value) / scale
+            return float(millis) / 1000.0
         except ValueError:
             pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return email.utils.parsedate_to_datetime(value).timestamp() - time.time()
-    except (TypeError, ValueError, IndexError):
-        return None
+    return retry_after_seconds(headers.get("retry-after"))
 
 
 def _backoff(attempt: int) -> float:

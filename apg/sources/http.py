@@ -227,7 +227,7 @@ class HttpSource(SourceSpec):
 
     def _sleep(self, attempt: int, retry_after: str | None) -> None:
         wait = self.backoff * (2**attempt)
-        server = _retry_after_seconds(retry_after)
+        server = retry_after_seconds(retry_after)
         if server is not None:
             wait = server
         time.sleep(max(0.0, min(wait, self.max_backoff)))
@@ -283,7 +283,7 @@ def _start(response: httpx.Response, limit: int = 200) -> str:
     return repr(text[:limit]) + (" ..." if len(text) > limit else "") if text else "(empty body)"
 
 
-def _retry_after_seconds(value: str | None) -> float | None:
+def retry_after_seconds(value: str | None) -> float | None:
     """``Retry-After`` is either seconds or an HTTP date."""
     if not value:
         return None
@@ -293,6 +293,6 @@ def _retry_after_seconds(value: str | None) -> float | None:
         pass
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError):
         return None
     return max(0.0, when.timestamp() - time.time())
