@@ -146,3 +146,21 @@ def test_vocabulary_generic_traits_have_no_sentences():
     for higher in (True, False):
         key, t, _ = traits("detergents paper", higher)
         assert key.startswith("generic:") and t.goal is None and t.frustration is None
+
+
+def test_vocabulary_a_weak_contrast_is_stated_not_read_into_a_need():
+    """Mall_Customers' typical persona: income 9% below everyone's (-0.2 SD) is no
+    "limited budget"; the item states the difference with the sheet's numbers instead."""
+    sheet, n = _draft(
+        contrast("annual_income", 55.3, 60.56, -0.2), contrast("spending_score", 52.0, 50.2, 0.07)
+    )
+    assert n.validation and n.validation["ok"], n.validation
+    texts = _items(n)
+    assert not any("budget" in t.lower() for t in texts), texts
+    income = next(f for f in sheet.contrasts() if f.feature == "annual_income")
+    assert evidence(income) in texts
+    # A strong contrast of the same concept still reads as the need it means.
+    _, strong = _draft(
+        contrast("annual_income", 26.3, 60.56, -1.3), contrast("spending_score", 52.0, 50.2, 0.07)
+    )
+    assert any("budget" in t.lower() for t in _items(strong)), _items(strong)

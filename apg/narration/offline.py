@@ -305,9 +305,12 @@ def _items(sheet: FactSheet) -> tuple[list[Item], list[Item]]:
             for f in sheet.contrasts()
             if f.direction == fact.direction and _item_group(_reading(f)[0]) == group
         ]
-        if t.goal is None and t.frustration is None:
+        weak = abs(fact.std_diff or 0) < ITEM_STD_DIFF
+        if (t.goal is None and t.frustration is None) or weak:
             # The evidence once: a higher value among the goals, a lower one among the
-            # frustrations ("Visits the web site 40% less often than everyone").
+            # frustrations ("Visits the web site 40% less often than everyone"). A contrast
+            # too weak for its own item is stated, not read into a need: income 9% below
+            # everyone's is not "a limited budget".
             add(goals if fact.direction == "higher" else frustrations, None, fact, cited)
         else:
             add(goals, t.goal, fact, cited)
